@@ -1,0 +1,1 @@
+"""JSSL MRI reconstruction pipeline."""

@@ -1,0 +1,113 @@
+"""Evaluation and inference on MONAI's :class:`SupervisedEvaluator`.
+
+The network reconstructs from the full acquired set (no SSDU split at inference). Predictions are
+centre-cropped to the header's recon size and put back into the units of the input (``x * scale``),
+so that metrics and written files compare with the stored references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.engines import SupervisedEvaluator
+from monai.engines.utils import IterationEvents
+
+from pipeline.baselines import BASELINES
+from pipeline.engines.trainer import autocast_context, network_inputs
+from pipeline.keys import Keys
+from pipeline.physics import center_crop
+
+#: Batch keys passed through to ``engine.state.output`` for metrics and writers.
+PASSTHROUGH = (Keys.FILENAME, Keys.SLICE, Keys.NUM_SLICES, Keys.MAX, Keys.RECON_SIZE)
+
+
+def _per_sample_scale(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+    """``(B, 1, 1, 1)`` intensity scale of each sample (1 when the pipeline did not normalise)."""
+    scale = batch.get(Keys.SCALE)
+    if scale is None:
+        return torch.ones(1, 1, 1, 1, device=device)
+    return torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
+
+
+def _recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:
+    sizes = torch.as_tensor(batch[Keys.RECON_SIZE]).reshape(-1, 2)
+    if not bool((sizes == sizes[0]).all()):
+        raise ValueError(f"a batch mixes recon sizes {sizes.tolist()}; use batch_size=1 for such data")
+    return int(sizes[0, 0]), int(sizes[0, 1])
+
+
+class ReconstructionEvaluator(SupervisedEvaluator):
+    """Reconstruct every slice of a loader with the network and, optionally, classical baselines.
+
+    Args:
+        device: where the network runs.
+        val_data_loader: batches with ``Keys.MASKED_KSPACE``, ``Keys.INPUT_MASK`` (= the acquisition
+            mask), ``Keys.RECON_SIZE`` and, for scoring, ``Keys.TARGET`` and ``Keys.MAX``.
+        network: the reconstruction network, or ``None`` to run baselines only.
+        baselines: names from :data:`pipeline.baselines.BASELINES` computed next to the network
+            (e.g. ``["zero_filled", "sense"]``); each lands in the output under its own name.
+        key_val_metric / additional_metrics / val_handlers: as in MONAI.
+        precision: autocast precision for the network (``"fp32"``, ``"bf16"``, ``"fp16"``).
+
+    ``engine.state.output`` is a dict of batched tensors: ``Keys.PRED`` ``(B, 1, Hr, Wr)``, each
+    baseline ``(B, 1, Hr, Wr)``, ``Keys.TARGET`` (when the batch has one) and the pass-through keys.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        val_data_loader: Iterable,
+        network: torch.nn.Module | None,
+        baselines: Sequence[str] = (),
+        key_val_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        val_handlers: Sequence | None = None,
+        precision: str = "fp32",
+        epoch_length: int | None = None,
+    ) -> None:
+        unknown = [name for name in baselines if name not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown}; choose from {sorted(BASELINES)}")
+        if network is None and not baselines:
+            raise ValueError("nothing to evaluate: give a network, baselines, or both")
+        super().__init__(
+            device=device,
+            val_data_loader=val_data_loader,
+            network=network if network is not None else torch.nn.Identity(),
+            epoch_length=epoch_length,
+            key_val_metric=key_val_metric,
+            additional_metrics=additional_metrics,
+            val_handlers=val_handlers,
+            decollate=False,
+        )
+        self.has_network = network is not None
+        self.baselines = list(baselines)
+        autocast_context(torch.device(device), precision)
+        self.precision = precision
+
+    def _iteration(self, engine: ReconstructionEvaluator, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        device = engine.state.device
+        recon_size = _recon_size(batchdata)
+        scale = _per_sample_scale(batchdata, device)
+        output: dict[str, Any] = {key: batchdata[key] for key in PASSTHROUGH if key in batchdata}
+        if Keys.TARGET in batchdata:
+            output[Keys.TARGET] = batchdata[Keys.TARGET].to(device) * scale
+        if engine.has_network:
+            kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
+            engine.network.eval()
+            with torch.no_grad(), autocast_context(device, engine.precision):
+                result = engine.network(kspace_in, mask_in, nlf)
+            output[Keys.PRED] = center_crop(result.image.float(), recon_size).unsqueeze(1) * scale
+        for name in engine.baselines:
+            kspace = batchdata[Keys.MASKED_KSPACE]
+            mask = batchdata[Keys.INPUT_MASK]
+            images = [BASELINES[name](kspace[i], mask[i], recon_size) for i in range(kspace.shape[0])]
+            output[name] = torch.stack(images).unsqueeze(1).to(device) * scale
+        engine.state.output = output
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return output

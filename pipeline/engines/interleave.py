@@ -1,0 +1,126 @@
+"""Single-domain batches from several loaders, interleaved by an explicit, logged schedule.
+
+JSSL trains one network on two streams: supervised ("sl") batches from fully sampled proxy data and
+self-supervised ("ssl") batches from subsampled target data. A batch never mixes the two. Unlike the
+reference implementation, where the balance is set only by repeating dataset lists, the balance here is
+an explicit schedule: a ratio of steps (``{"sl": 1, "ssl": 2}``) or a literal repeating pattern
+(``["sl", "ssl", "ssl"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from pipeline.keys import Keys
+
+BRANCHES = ("sl", "ssl")
+
+#: Which loaders (by branch name) each training mode draws from. ``sl_target`` is the retrospective
+#: oracle: supervised training on target data that happens to have references.
+MODE_BRANCHES: dict[str, tuple[str, ...]] = {
+    "sl": ("sl",),
+    "ssl": ("ssl",),
+    "jssl": ("sl", "ssl"),
+    "sl_target": ("sl",),
+}
+
+
+def schedule_from_ratio(ratio: Mapping[str, int]) -> list[str]:
+    """Spread integer step counts evenly over one period, e.g. ``{"sl": 1, "ssl": 2}`` -> ``["ssl", "sl", "ssl"]``.
+
+    Raises:
+        ValueError: if a count is negative or all counts are zero.
+    """
+    for name, count in ratio.items():
+        if int(count) != count or count < 0:
+            raise ValueError(f"interleaving ratio for {name!r} must be a non-negative integer, got {count!r}")
+    total = int(sum(ratio.values()))
+    if total == 0:
+        raise ValueError(f"interleaving ratio {dict(ratio)} is zero for every branch: no training step would run")
+    # each branch's k-th step sits at the centre of its k-th share of the period (Bresenham-like)
+    slots = sorted(
+        ((k + 0.5) / count, name) for name, count in ratio.items() for k in range(int(count))
+    )
+    return [name for _, name in slots]
+
+
+class InterleavedLoader:
+    """Iterate single-domain batches from named loaders following a repeating schedule.
+
+    Each loader is restarted when it runs out (calling ``set_epoch`` on a distributed sampler so every
+    pass is reshuffled), so an epoch of this iterable is ``epoch_length`` steps regardless of the sizes
+    of the datasets. Every batch gets ``batch[Keys.BRANCH] = name``.
+
+    Args:
+        loaders: branch name (``"sl"``/``"ssl"``) -> DataLoader; a ``None`` value means "not built".
+        mode: one of :data:`MODE_BRANCHES`; selects the branches that train.
+        ratio: steps per branch in one period, e.g. ``{"sl": 1, "ssl": 1}``; ignored if ``schedule`` is given.
+            Branches not used by ``mode`` are dropped from the ratio.
+        schedule: an explicit repeating pattern of branch names, e.g. ``["sl", "ssl", "ssl"]``.
+        epoch_length: steps per epoch; default: the summed lengths of the loaders in use.
+
+    Raises:
+        ValueError: for an unknown mode, a branch the mode needs whose loader is missing or empty, or a
+            schedule that names no branch of the mode.
+    """
+
+    def __init__(
+        self,
+        loaders: Mapping[str, Iterable | None],
+        mode: str = "jssl",
+        ratio: Mapping[str, int] | None = None,
+        schedule: Sequence[str] | None = None,
+        epoch_length: int | None = None,
+    ) -> None:
+        if mode not in MODE_BRANCHES:
+            raise ValueError(f"unknown training mode {mode!r}; choose one of {sorted(MODE_BRANCHES)}")
+        needed = MODE_BRANCHES[mode]
+        for name in needed:
+            loader = loaders.get(name)
+            if loader is None:
+                raise ValueError(f"mode {mode!r} needs the {name!r} data, but no {name!r} loader was configured")
+            if hasattr(loader, "__len__") and len(loader) == 0:
+                raise ValueError(f"mode {mode!r} needs the {name!r} data, but its dataset is empty")
+        if schedule is None:
+            ratio = {name: int((ratio or {}).get(name, 1)) for name in needed}
+            schedule = schedule_from_ratio(ratio)
+        schedule = [str(s) for s in schedule if s in needed]
+        if not schedule:
+            raise ValueError(f"the interleaving schedule has no step for the branches of mode {mode!r}: {needed}")
+        self.mode = mode
+        self.schedule = schedule
+        self.loaders = {name: loaders[name] for name in needed}
+        self.epoch_length = int(epoch_length) if epoch_length else sum(len(self.loaders[n]) for n in needed)  # type: ignore[arg-type]
+        self._iterators: dict[str, Iterator] = {}
+        self._passes = dict.fromkeys(needed, 0)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self.epoch_length
+
+    def steps_per_branch(self) -> dict[str, int]:
+        """Steps of each branch in one period of the schedule (what gets logged as the balance)."""
+        return {name: self.schedule.count(name) for name in self.loaders}
+
+    def _next_batch(self, name: str) -> Any:
+        while True:
+            if name not in self._iterators:
+                loader = self.loaders[name]
+                sampler = getattr(loader, "sampler", None)
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(self._passes[name])
+                self._iterators[name] = iter(loader)
+            try:
+                return next(self._iterators[name])
+            except StopIteration:
+                del self._iterators[name]
+                self._passes[name] += 1
+
+    def __iter__(self) -> Iterator[dict]:
+        for _ in range(self.epoch_length):
+            name = self.schedule[self._position % len(self.schedule)]
+            self._position += 1
+            batch = self._next_batch(name)
+            batch[Keys.BRANCH] = name
+            yield batch

@@ -1,0 +1,185 @@
+"""The JSSL trainer: one unrolled network, supervised and SSDU self-supervised steps, on MONAI's engine.
+
+A step of branch ``"sl"`` (fully sampled proxy data) compares the prediction with the fully sampled
+k-space and reference image; a step of branch ``"ssl"`` (subsampled target data) feeds the network only
+the SSDU input set Theta and compares its predicted k-space with the measurement on the disjoint loss set
+Lambda. Which branch a batch belongs to is written into it by :class:`~pipeline.engines.InterleavedLoader`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from torch.optim import Optimizer
+
+from pipeline.keys import Keys
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``precision`` in ``{"fp32", "bf16", "fp16"}`` (a no-op for fp32).
+
+    Raises:
+        ValueError: for an unknown precision, or fp16 on a CPU (unsupported there; use bf16).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA device; use 'bf16' on a CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def network_inputs(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> tuple:
+    """The network's arguments from a batch: ``(masked_kspace (B,C,H,W,2), input_mask (B,1,H,W,1), num_low_frequencies (B,))``."""
+    kspace = batch[Keys.MASKED_KSPACE].to(device, non_blocking=non_blocking)
+    mask = batch[Keys.INPUT_MASK].to(device, non_blocking=non_blocking)
+    nlf = batch.get(Keys.NUM_LOW_FREQUENCIES)
+    if nlf is not None:
+        nlf = torch.as_tensor(nlf).to(device=device, dtype=torch.long)
+    return kspace, mask, nlf
+
+
+def _check_no_leak(kspace_in: torch.Tensor, input_mask: torch.Tensor, loss_mask: torch.Tensor) -> None:
+    """Refuse an SSDU step whose network input carries k-space of the loss set Lambda.
+
+    Raises:
+        RuntimeError: if Theta and Lambda overlap or the input k-space is non-zero on Lambda.
+    """
+    lam = loss_mask.to(torch.bool)
+    if (input_mask.to(torch.bool) & lam).any():
+        raise RuntimeError("SSDU input mask Theta and loss mask Lambda overlap: the loss would see its own input")
+    if (kspace_in * lam).abs().amax() > 0:
+        raise RuntimeError("the network input k-space is non-zero on the SSDU loss set Lambda")
+
+
+class JSSLTrainer(SupervisedTrainer):
+    """Interleaved supervised / self-supervised training on MONAI's :class:`SupervisedTrainer`.
+
+    Args:
+        device: where the network runs.
+        max_epochs: epochs of ``epoch_length`` steps.
+        train_data_loader: an iterable of single-domain batches carrying ``Keys.BRANCH``
+            (:class:`~pipeline.engines.InterleavedLoader`).
+        network: returns a :class:`~pipeline.networks.VarNetOutput` from
+            ``(masked_kspace, input_mask, num_low_frequencies)``.
+        optimizer: the optimiser.
+        losses: branch name -> loss with signature ``(output, ref_kspace, ref_image, kspace_mask, data_range)
+            -> (total, {term: value})``.
+        branch_weights: multiplies each branch's loss (default 1 for every branch).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a gradient scaler; CUDA only).
+        grad_clip_norm: clip the global gradient norm to this value (``None``: no clipping).
+        epoch_length: steps per epoch (default ``len(train_data_loader)``).
+        train_handlers: Ignite/MONAI handlers.
+
+    The iteration output (``engine.state.output``) is a dict of floats: ``loss`` (weighted, of this
+    step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, ready for the stats and MLflow
+    handlers.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        losses: Mapping[str, Callable],
+        branch_weights: Mapping[str, float] | None = None,
+        precision: str = "fp32",
+        grad_clip_norm: float | None = None,
+        epoch_length: int | None = None,
+        train_handlers: Sequence | None = None,
+        non_blocking: bool = False,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=None,  # type: ignore[arg-type]  # per-branch losses below
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            train_handlers=train_handlers,
+            decollate=False,
+            optim_set_to_none=True,
+        )
+        self.losses = dict(losses)
+        self.branch_weights = {name: float((branch_weights or {}).get(name, 1.0)) for name in self.losses}
+        for name, weight in self.branch_weights.items():
+            if weight < 0:
+                raise ValueError(f"branch weight for {name!r} must be >= 0, got {weight}")
+        autocast_context(torch.device(device), precision)  # validates precision/device early
+        self.precision = precision
+        self.grad_clip_norm = grad_clip_norm
+        self.grad_scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
+    def _iteration(self, engine: JSSLTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        branch = batchdata[Keys.BRANCH]
+        if branch not in engine.losses:
+            raise ValueError(f"batch of branch {branch!r} but losses are configured only for {sorted(engine.losses)}")
+        device = engine.state.device
+        kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
+        ref_kspace = batchdata[Keys.KSPACE].to(device, non_blocking=engine.non_blocking)
+        loss_mask = batchdata.get(Keys.LOSS_MASK)
+        if branch == "ssl":
+            if loss_mask is None:
+                raise ValueError("a self-supervised batch needs an SSDU loss mask (Keys.LOSS_MASK)")
+            loss_mask = loss_mask.to(device)
+            _check_no_leak(kspace_in, mask_in, loss_mask)
+            ref_image = None
+        else:
+            loss_mask = None
+            ref_image = batchdata[Keys.TARGET].to(device)
+        data_range = None if ref_image is None else ref_image.flatten(1).amax(dim=1)
+
+        engine.state.output = {}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=True)
+        with autocast_context(device, engine.precision):
+            output = engine.network(kspace_in, mask_in, nlf)
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        loss, terms = engine.losses[branch](output, ref_kspace, ref_image, loss_mask, data_range)
+        weighted = engine.branch_weights[branch] * loss
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        if not torch.isfinite(weighted):
+            raise FloatingPointError(
+                f"non-finite {branch} loss at iteration {engine.state.iteration}: {float(weighted)} "
+                f"(terms: { {k: float(v) for k, v in terms.items()} })"
+            )
+        if engine.grad_scaler is not None:
+            engine.grad_scaler.scale(weighted).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.grad_scaler.unscale_(engine.optimizer)
+            self._clip(engine)
+            engine.grad_scaler.step(engine.optimizer)
+            engine.grad_scaler.update()
+        else:
+            weighted.backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            self._clip(engine)
+            engine.optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+
+        engine.state.output = {
+            "loss": float(weighted.detach()),
+            f"loss_{branch}": float(loss.detach()),
+            **{f"{branch}/{name}": float(value) for name, value in terms.items()},
+        }
+        return engine.state.output
+
+    @staticmethod
+    def _clip(engine: JSSLTrainer) -> None:
+        if engine.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(engine.network.parameters(), engine.grad_clip_norm)

@@ -1,0 +1,28 @@
+"""Ignite/MONAI handlers: checkpoints and resume, MLflow tracking, progress."""
+
+from pipeline.handlers.checkpoint import (
+    AtomicCheckpointSaver,
+    BestModelSaver,
+    ResumeFromLatestCheckpoint,
+    RNGState,
+    latest_checkpoint,
+    load_weights,
+    save_atomic,
+)
+from pipeline.handlers.progress import TrainingProgress
+from pipeline.handlers.tracking import MLflowTracker, ValidationLogger, check_tracking_uri, code_version
+
+__all__ = [
+    "AtomicCheckpointSaver",
+    "BestModelSaver",
+    "MLflowTracker",
+    "RNGState",
+    "ResumeFromLatestCheckpoint",
+    "TrainingProgress",
+    "ValidationLogger",
+    "check_tracking_uri",
+    "code_version",
+    "latest_checkpoint",
+    "load_weights",
+    "save_atomic",
+]

@@ -1,0 +1,216 @@
+"""Crash-safe checkpoints: atomic writes, resume from the latest one, RNG state, strict weight loading.
+
+MONAI's :class:`~monai.handlers.CheckpointSaver` writes with ``DiskSaver(atomic=False)``, so a process killed
+mid-write leaves a truncated file that looks like the newest checkpoint (``tests/handlers`` shows it).
+:class:`AtomicCheckpointSaver` writes to a temporary file in the same folder and renames it into place, so
+the newest ``*.pt`` on disk is always complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader
+
+logger = logging.getLogger(__name__)
+
+_INTERVAL_PATTERN = re.compile(r"^checkpoint_iteration=(\d+)\.pt$")
+
+
+class RNGState:
+    """Checkpointable global RNG state (Python, numpy, torch CPU and CUDA).
+
+    Put an instance in a checkpoint's ``save_dict`` so that a resumed run draws the same random numbers
+    (DataLoader worker seeds, random masks, SSDU splits) as an uninterrupted one would from that point.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        # plain containers and tensors only, so that ``torch.load(weights_only=True)`` accepts them
+        state = {
+            "python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        random.setstate(_as_python_state(state["python"]))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_state(state: Any) -> tuple:
+    """``random.setstate`` needs tuples; a checkpoint round trip may turn them into lists."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The ``checkpoint_iteration=N.pt`` with the largest ``N`` in ``checkpoint_dir``, or ``None``."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _INTERVAL_PATTERN.match(p.name))]
+    return max(found)[1] if found else None
+
+
+class AtomicCheckpointSaver:
+    """Save ``save_dict`` every ``save_interval`` iterations and at completion, atomically.
+
+    Files are ``<save_dir>/checkpoint_iteration=N.pt`` (the newest ``n_saved`` are kept). With
+    ``best_metric`` set and the handler attached to an evaluator as well (``attach_best``), the best
+    network so far by that metric is kept as ``<save_dir>/best_<metric>=<score>.pt``.
+
+    Args:
+        save_dir: folder for the checkpoints (created).
+        save_dict: name -> object with ``state_dict``/``load_state_dict`` (trainer, network, optimizer, ...).
+        save_interval: iterations between checkpoints (> 0).
+        n_saved: interval checkpoints to keep.
+    """
+
+    def __init__(
+        self, save_dir: str | Path, save_dict: Mapping[str, Any], save_interval: int = 50, n_saved: int = 1
+    ) -> None:
+        if save_interval <= 0:
+            raise ValueError(f"save_interval must be a positive number of iterations, got {save_interval}")
+        self.save_dir = Path(save_dir)
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.save_interval = int(save_interval)
+        self.checkpoint = Checkpoint(
+            to_save=dict(save_dict),
+            save_handler=DiskSaver(str(self.save_dir), atomic=True, require_empty=False),
+            filename_pattern="checkpoint_iteration={score}.{ext}",
+            score_function=lambda engine: engine.state.iteration,
+            score_name="iteration",
+            n_saved=n_saved,
+        )
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.checkpoint)
+        engine.add_event_handler(Events.COMPLETED, self._save_if_new)
+
+    def _save_if_new(self, engine: Engine) -> None:
+        if engine.state.iteration % self.save_interval:
+            self.checkpoint(engine)
+
+
+class BestModelSaver:
+    """Keep the network with the best validation metric, written atomically (attach to the evaluator).
+
+    Args:
+        save_dir: folder for ``best_model.pt`` (a plain network ``state_dict``).
+        network: the network to save.
+        metric_name: key of ``engine.state.metrics`` to maximise (e.g. ``"val_ssim"``).
+    """
+
+    def __init__(self, save_dir: str | Path, network: torch.nn.Module, metric_name: str) -> None:
+        self.path = Path(save_dir) / "best_model.pt"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.network = network
+        self.metric_name = metric_name
+        self.best: float = -float("inf")
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.best = float(state["best"])
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        score = float(engine.state.metrics[self.metric_name])
+        if score > self.best:
+            self.best = score
+            save_atomic(_unwrap(self.network).state_dict(), self.path)
+            logger.info(f"new best {self.metric_name}={score:.4f}: saved {self.path}")
+
+
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    return network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+class ResumeFromLatestCheckpoint:
+    """At start, restore ``load_dict`` from the newest checkpoint in ``checkpoint_dir`` (no-op if there is none).
+
+    Delegates the loading itself to MONAI's :class:`~monai.handlers.CheckpointLoader`.
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, load_dict: Mapping[str, Any], map_location: Any = "cpu") -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.load_dict = dict(load_dict)
+        self.map_location = map_location
+        self.resumed_from: Path | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        path = latest_checkpoint(self.checkpoint_dir)
+        if path is None:
+            logger.info(f"no checkpoint in {self.checkpoint_dir}: starting a new run")
+            return
+        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=self.map_location)(engine)
+        self.resumed_from = path
+        logger.info(f"resumed from {path} at iteration {engine.state.iteration}")
+
+
+def load_weights(network: torch.nn.Module, path: str | Path, map_location: Any = "cpu") -> torch.nn.Module:
+    """Load a ``state_dict`` checkpoint into ``network``, refusing any mismatch with a clear message.
+
+    Accepts a plain ``state_dict`` or a training checkpoint with a ``"network"`` entry.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: naming the missing, unexpected and wrongly shaped keys when the checkpoint was made
+            for a different architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: train the bundle first or set --ckpt_path")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(state, Mapping) and "network" in state and isinstance(state["network"], Mapping):
+        state = state["network"]
+    own = network.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        def _few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {_few(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {_few(unexpected)}")
+        if shapes:
+            problems.append(f"shape mismatch: {_few([f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in shapes])}")
+        raise ValueError(f"checkpoint {path} was made for a different network architecture; " + "; ".join(problems))
+    network.load_state_dict(state)
+    return network

@@ -1,0 +1,75 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pipeline.engines.interleave import InterleavedLoader, schedule_from_ratio
+from pipeline.keys import Keys
+
+
+def _loader(n: int, value: float) -> DataLoader:
+    data = [{"x": torch.full((1,), value)} for _ in range(n)]
+    return DataLoader(data, batch_size=1)
+
+
+@pytest.mark.parametrize(
+    "ratio, expected",
+    [({"sl": 1, "ssl": 1}, ["sl", "ssl"]), ({"sl": 1, "ssl": 2}, ["ssl", "sl", "ssl"]), ({"sl": 3, "ssl": 0}, ["sl"] * 3)],
+)
+def test_schedule_from_ratio(ratio, expected):
+    assert schedule_from_ratio(ratio) == expected
+
+
+@pytest.mark.parametrize("ratio", [{"sl": 0, "ssl": 0}, {"sl": -1, "ssl": 1}, {"sl": 0.5, "ssl": 1}])
+def test_schedule_rejects_bad_ratio(ratio):
+    with pytest.raises(ValueError, match="ratio"):
+        schedule_from_ratio(ratio)
+
+
+def test_batches_are_single_domain_and_follow_the_schedule():
+    loader = InterleavedLoader({"sl": _loader(3, 0.0), "ssl": _loader(5, 1.0)}, mode="jssl", ratio={"sl": 1, "ssl": 2}, epoch_length=12)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 12
+    branches = [b[Keys.BRANCH] for b in batches]
+    assert branches == ["ssl", "sl", "ssl"] * 4
+    for b in batches:  # the value encodes the domain the batch came from
+        assert float(b["x"]) == (0.0 if b[Keys.BRANCH] == "sl" else 1.0)
+
+
+def test_short_loader_is_restarted():
+    loader = InterleavedLoader({"sl": _loader(2, 0.0), "ssl": None}, mode="sl", epoch_length=7)
+    assert [b[Keys.BRANCH] for b in loader] == ["sl"] * 7
+
+
+def test_default_epoch_length_is_the_sum_of_used_loaders():
+    assert len(InterleavedLoader({"sl": _loader(3, 0.0), "ssl": _loader(4, 1.0)}, mode="jssl")) == 7
+    assert len(InterleavedLoader({"sl": _loader(3, 0.0), "ssl": _loader(4, 1.0)}, mode="ssl")) == 4
+
+
+@pytest.mark.parametrize(
+    "loaders, mode, match",
+    [
+        ({"sl": None, "ssl": "x"}, "jssl", "needs the 'sl' data"),
+        ({"sl": "x", "ssl": None}, "jssl", "needs the 'ssl' data"),
+        ({"sl": [], "ssl": [1]}, "jssl", "dataset is empty"),
+        ({"sl": [1], "ssl": [1]}, "nonsense", "unknown training mode"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(loaders, mode, match):
+    with pytest.raises(ValueError, match=match):
+        InterleavedLoader(loaders, mode=mode)
+
+
+def test_zero_ratio_for_both_branches_fails():
+    with pytest.raises(ValueError, match="zero for every branch"):
+        InterleavedLoader({"sl": [1], "ssl": [1]}, mode="jssl", ratio={"sl": 0, "ssl": 0})
+
+
+def test_distributed_sampler_is_reshuffled_on_every_pass():
+    from torch.utils.data import DistributedSampler
+
+    data = TensorDataset(torch.arange(4.0))
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
+    loader = DataLoader(data, batch_size=4, sampler=sampler, collate_fn=lambda b: {"x": torch.stack([t[0] for t in b])})
+    batches = list(InterleavedLoader({"sl": loader}, mode="sl", epoch_length=3))
+    assert sampler.epoch == 2
+    assert not all(torch.equal(batches[0]["x"], b["x"]) for b in batches[1:])

@@ -1,0 +1,23 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest path of the ``tiny`` simulated dataset (seed 0), generated once per test session.
+
+    Layout (see :mod:`pipeline.data.simulate`): recon 64x64, k-space (4 coils, 128, 72) with a
+    4-column padding band at each edge; sections ``proxy`` (2 volumes x 3 slices, fully sampled),
+    ``target`` (2 x 3, subsampled 4x, per-slice ``mask``), ``validation`` and ``test`` (1 x 2 each,
+    fully sampled + ``reconstruction_rss`` + per-slice ``mask``). Load it with
+    :func:`pipeline.data.manifests.load_manifest`. Treat the files as read-only.
+    """
+    from pipeline.data.simulate import generate
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    return generate("tiny", root / "data", seed=0, manifest_path=root / "tiny.json")

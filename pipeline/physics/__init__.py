@@ -11,8 +11,10 @@ from pipeline.physics.complex import (
 )
 from pipeline.physics.coils import center_crop, complex_center_crop, rss, sense_expand, sense_reduce
 from pipeline.physics.fft import fft2c, ifft2c
+from pipeline.physics.operators import MultiCoilOperator
 
 __all__ = [
+    "MultiCoilOperator",
     "center_crop",
     "check_complex",
     "complex_center_crop",

@@ -1,0 +1,1 @@
+"""Benchmarks: transform micro-benchmarks, training/inference speed and memory, reconstruction quality."""

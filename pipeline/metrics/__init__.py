@@ -1,0 +1,15 @@
+"""fastMRI-exact NMSE / PSNR / SSIM (functions on numpy or torch volumes) and Ignite volume metrics."""
+
+from pipeline.metrics.functional import nmse, psnr, ssim, ssim_slices, volume_metrics
+from pipeline.metrics.handlers import VolumeMetrics, aggregate_volumes, volume_output_transform
+
+__all__ = [
+    "VolumeMetrics",
+    "aggregate_volumes",
+    "nmse",
+    "psnr",
+    "ssim",
+    "ssim_slices",
+    "volume_metrics",
+    "volume_output_transform",
+]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
@@ -48,7 +49,9 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         network: the reconstruction network, or ``None`` to run baselines only.
         baselines: names from :data:`pipeline.baselines.BASELINES` computed next to the network
             (e.g. ``["zero_filled", "sense"]``); each lands in the output under its own name.
-        key_val_metric / additional_metrics / val_handlers: as in MONAI.
+        metrics: name -> Ignite metric; the first is MONAI's key metric (MONAI registers additional
+            metrics only next to a key metric, so they are passed together here).
+        val_handlers: as in MONAI.
         precision: autocast precision for the network (``"fp32"``, ``"bf16"``, ``"fp16"``).
 
     ``engine.state.output`` is a dict of batched tensors: ``Keys.PRED`` ``(B, 1, Hr, Wr)``, each
@@ -61,8 +64,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         val_data_loader: Iterable,
         network: torch.nn.Module | None,
         baselines: Sequence[str] = (),
-        key_val_metric: dict | None = None,
-        additional_metrics: dict | None = None,
+        metrics: Mapping[str, Metric] | None = None,
         val_handlers: Sequence | None = None,
         precision: str = "fp32",
         epoch_length: int | None = None,
@@ -72,6 +74,9 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             raise ValueError(f"unknown baselines {unknown}; choose from {sorted(BASELINES)}")
         if network is None and not baselines:
             raise ValueError("nothing to evaluate: give a network, baselines, or both")
+        names = list(metrics or {})
+        key_val_metric = {names[0]: metrics[names[0]]} if names else None  # type: ignore[index]
+        additional_metrics = {name: metrics[name] for name in names[1:]} if names else None  # type: ignore[index]
         super().__init__(
             device=device,
             val_data_loader=val_data_loader,

@@ -3,6 +3,7 @@
 from pipeline.handlers.checkpoint import (
     AtomicCheckpointSaver,
     BestModelSaver,
+    ExportBundleWeights,
     ResumeFromLatestCheckpoint,
     RNGState,
     latest_checkpoint,
@@ -10,12 +11,15 @@ from pipeline.handlers.checkpoint import (
     save_atomic,
 )
 from pipeline.handlers.progress import TrainingProgress
+from pipeline.handlers.report import MetricsReport
 from pipeline.handlers.tracking import MLflowTracker, ValidationLogger, check_tracking_uri, code_version
 
 __all__ = [
     "AtomicCheckpointSaver",
     "BestModelSaver",
+    "ExportBundleWeights",
     "MLflowTracker",
+    "MetricsReport",
     "RNGState",
     "ResumeFromLatestCheckpoint",
     "TrainingProgress",

@@ -70,42 +70,53 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 
 
 class AtomicCheckpointSaver:
-    """Save ``save_dict`` every ``save_interval`` iterations and at completion, atomically.
+    """Save the engine and ``save_dict`` every ``save_interval`` iterations and at completion, atomically.
 
-    Files are ``<save_dir>/checkpoint_iteration=N.pt`` (the newest ``n_saved`` are kept). With
-    ``best_metric`` set and the handler attached to an evaluator as well (``attach_best``), the best
-    network so far by that metric is kept as ``<save_dir>/best_<metric>=<score>.pt``.
+    Files are ``<save_dir>/checkpoint_iteration=N.pt`` (the newest ``n_saved`` are kept). The engine the
+    handler is attached to is saved under ``engine_key`` (so configs need no reference to the trainer
+    from inside its own handler list).
 
     Args:
         save_dir: folder for the checkpoints (created).
-        save_dict: name -> object with ``state_dict``/``load_state_dict`` (trainer, network, optimizer, ...).
+        save_dict: name -> object with ``state_dict``/``load_state_dict`` (network, optimizer, ...).
         save_interval: iterations between checkpoints (> 0).
         n_saved: interval checkpoints to keep.
+        engine_key: name of the engine's own state in the checkpoint (``None``: do not save it).
     """
 
     def __init__(
-        self, save_dir: str | Path, save_dict: Mapping[str, Any], save_interval: int = 50, n_saved: int = 1
+        self,
+        save_dir: str | Path,
+        save_dict: Mapping[str, Any],
+        save_interval: int = 50,
+        n_saved: int = 1,
+        engine_key: str | None = "trainer",
     ) -> None:
         if save_interval <= 0:
             raise ValueError(f"save_interval must be a positive number of iterations, got {save_interval}")
         self.save_dir = Path(save_dir)
-        self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.save_dict = dict(save_dict)
         self.save_interval = int(save_interval)
-        self.checkpoint = Checkpoint(
-            to_save=dict(save_dict),
-            save_handler=DiskSaver(str(self.save_dir), atomic=True, require_empty=False),
-            filename_pattern="checkpoint_iteration={score}.{ext}",
-            score_function=lambda engine: engine.state.iteration,
-            score_name="iteration",
-            n_saved=n_saved,
-        )
+        self.n_saved = n_saved
+        self.engine_key = engine_key
+        self.checkpoint: Checkpoint | None = None
 
     def attach(self, engine: Engine) -> None:
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        to_save = {**self.save_dict, **({self.engine_key: engine} if self.engine_key else {})}
+        self.checkpoint = Checkpoint(
+            to_save=to_save,
+            save_handler=DiskSaver(str(self.save_dir), atomic=True, require_empty=False),
+            filename_pattern="checkpoint_iteration={score}.{ext}",
+            score_function=lambda e: e.state.iteration,
+            score_name="iteration",
+            n_saved=self.n_saved,
+        )
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.checkpoint)
         engine.add_event_handler(Events.COMPLETED, self._save_if_new)
 
     def _save_if_new(self, engine: Engine) -> None:
-        if engine.state.iteration % self.save_interval:
+        if engine.state.iteration % self.save_interval and self.checkpoint is not None:
             self.checkpoint(engine)
 
 
@@ -156,15 +167,23 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 
 class ResumeFromLatestCheckpoint:
-    """At start, restore ``load_dict`` from the newest checkpoint in ``checkpoint_dir`` (no-op if there is none).
+    """At start, restore the engine and ``load_dict`` from the newest checkpoint in ``checkpoint_dir``.
 
-    Delegates the loading itself to MONAI's :class:`~monai.handlers.CheckpointLoader`.
+    A no-op when there is none (a new run). Delegates the loading to MONAI's
+    :class:`~monai.handlers.CheckpointLoader`; the engine's own state is read from ``engine_key``.
     """
 
-    def __init__(self, checkpoint_dir: str | Path, load_dict: Mapping[str, Any], map_location: Any = "cpu") -> None:
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        load_dict: Mapping[str, Any],
+        map_location: Any = "cpu",
+        engine_key: str | None = "trainer",
+    ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.load_dict = dict(load_dict)
         self.map_location = map_location
+        self.engine_key = engine_key
         self.resumed_from: Path | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -175,7 +194,8 @@ class ResumeFromLatestCheckpoint:
         if path is None:
             logger.info(f"no checkpoint in {self.checkpoint_dir}: starting a new run")
             return
-        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=self.map_location)(engine)
+        load_dict = {**self.load_dict, **({self.engine_key: engine} if self.engine_key else {})}
+        CheckpointLoader(load_path=str(path), load_dict=load_dict, map_location=self.map_location)(engine)
         self.resumed_from = path
         logger.info(f"resumed from {path} at iteration {engine.state.iteration}")
 
@@ -214,3 +234,32 @@ def load_weights(network: torch.nn.Module, path: str | Path, map_location: Any =
         raise ValueError(f"checkpoint {path} was made for a different network architecture; " + "; ".join(problems))
     network.load_state_dict(state)
     return network
+
+
+class ExportBundleWeights:
+    """When training completes, write the bundle's ``models/model.pt``: the best validated network if one
+    was saved, else the final one (a plain ``state_dict``, atomically).
+
+    Args:
+        network: the trained network.
+        best_model: the :class:`BestModelSaver` of the run (optional).
+        model_path: the bundle's weights file.
+    """
+
+    def __init__(self, network: torch.nn.Module, model_path: str | Path, best_model: BestModelSaver | None = None) -> None:
+        self.network = network
+        self.best_model = best_model
+        self.model_path = Path(model_path)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if self.best_model is not None and self.best_model.path.is_file():
+            state = torch.load(self.best_model.path, map_location="cpu", weights_only=True)
+            source = f"best {self.best_model.metric_name}={self.best_model.best:.4f}"
+        else:
+            state = _unwrap(self.network).state_dict()
+            source = f"final iteration {engine.state.iteration}"
+        save_atomic(state, self.model_path)
+        logger.info(f"bundle weights ({source}) written to {self.model_path}")

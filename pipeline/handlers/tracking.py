@@ -17,12 +17,15 @@ resumed process finds its unfinished run again (MONAI reuses an unfinished run o
 from __future__ import annotations
 
 import logging
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import mlflow
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
@@ -113,15 +116,18 @@ class MLflowTracker(MLFlowHandler):
         manifest_digest: str = "",
         log_every: int = 1,
     ) -> None:
-        check_tracking_uri(tracking_uri)
+        self.enabled = idist.get_rank() == 0  # one writer under DDP: rank 0
+        if self.enabled:
+            check_tracking_uri(tracking_uri)
         self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         name_file = self.output_dir / "mlflow_run.txt"
         if name_file.is_file() and name_file.read_text().strip():
             run_name = name_file.read_text().strip()
         else:
             run_name = run_name or f"{mode or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
-            name_file.write_text(run_name + "\n")
+            if self.enabled:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                name_file.write_text(run_name + "\n")
         super().__init__(
             tracking_uri=tracking_uri,
             iteration_log=True,
@@ -143,13 +149,17 @@ class MLflowTracker(MLFlowHandler):
 
     def attach(self, engine: Engine) -> None:
         self.trainer = engine
-        super().attach(engine)
+        if self.enabled:
+            super().attach(engine)
 
     def start(self, engine: Engine) -> None:
         super().start(engine)
         assert self.cur_run is not None
+        run_id = self.cur_run.info.run_id
         for key, value in {**self.extra_tags, "code_version": code_version()}.items():
-            self.client.set_tag(self.cur_run.info.run_id, key, str(value))
+            self.client.set_tag(run_id, key, str(value))
+        # the exact command, overrides included: with the config files this reproduces the run
+        self.client.log_text(run_id, shlex.join([Path(sys.executable).name, *sys.argv]) + "\n", "command.txt")
         logger.info(f"MLflow run {self.run_id} ({self.run_name}) in {self.client.tracking_uri}")
 
     def iteration_completed(self, engine: Engine) -> None:
@@ -185,6 +195,8 @@ class ValidationLogger:
         self._rows: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
+        if not self.tracker.enabled:
+            return
         engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._rows.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log)

@@ -1,11 +1,12 @@
 """fastMRI-exact NMSE / PSNR / SSIM (functions on numpy or torch volumes) and Ignite volume metrics."""
 
 from pipeline.metrics.functional import nmse, psnr, ssim, ssim_slices, volume_metrics
-from pipeline.metrics.handlers import VolumeMetrics, aggregate_volumes, volume_output_transform
+from pipeline.metrics.handlers import VolumeMetrics, aggregate_volumes, method_metrics, volume_output_transform
 
 __all__ = [
     "VolumeMetrics",
     "aggregate_volumes",
+    "method_metrics",
     "nmse",
     "psnr",
     "ssim",

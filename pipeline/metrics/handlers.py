@@ -177,3 +177,12 @@ class VolumeMetrics(Metric):
             return list(items)
         gathered = idist.all_gather(items)
         return [record for rank_items in gathered for record in rank_items]
+
+
+def method_metrics(methods: Sequence[str]) -> dict[str, VolumeMetrics]:
+    """One :class:`VolumeMetrics` per method: ``"network"`` reads ``Keys.PRED``, any other name its own
+    output key (a baseline of :class:`~pipeline.engines.ReconstructionEvaluator`)."""
+    return {
+        name: VolumeMetrics(output_transform=volume_output_transform(pred_key=Keys.PRED if name == "network" else name))
+        for name in methods
+    }

@@ -31,9 +31,9 @@ def test_monai_checkpoint_saver_is_not_atomic(tmp_path):
 def test_atomic_saver_writes_complete_files_and_keeps_the_newest(tmp_path):
     net = torch.nn.Linear(2, 2)
     engine = Engine(lambda e, b: None)
-    saver = AtomicCheckpointSaver(tmp_path, {"network": net, "rng": RNGState()}, save_interval=3)
-    assert saver.checkpoint.save_handler._atomic is True
+    saver = AtomicCheckpointSaver(tmp_path, {"network": net}, save_interval=3)
     saver.attach(engine)
+    assert saver.checkpoint.save_handler._atomic is True
     engine.run(range(10), max_epochs=1)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["checkpoint_iteration=10.pt"]  # n_saved=1; final save at completion
@@ -69,13 +69,13 @@ def test_resume_restores_iteration_and_weights(tmp_path):
         opt.step()
 
     first = Engine(step)
-    AtomicCheckpointSaver(tmp_path, {"trainer": first, "network": net, "optimizer": opt}, save_interval=4).attach(first)
+    AtomicCheckpointSaver(tmp_path, {"network": net, "optimizer": opt}, save_interval=4).attach(first)
     first.run(range(6), max_epochs=1, epoch_length=6)
     trained = net.weight.detach().clone()
 
     fresh = torch.nn.Linear(2, 2)
     second = Engine(lambda e, b: None)
-    resume = ResumeFromLatestCheckpoint(tmp_path, {"trainer": second, "network": fresh})
+    resume = ResumeFromLatestCheckpoint(tmp_path, {"network": fresh})
     resume.attach(second)
     second.run(range(6), max_epochs=2, epoch_length=6)
     assert resume.resumed_from.name == "checkpoint_iteration=6.pt"

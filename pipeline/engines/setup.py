@@ -1,0 +1,180 @@
+"""Start-up of a training or evaluation run: checks that fail fast, and distributed set-up.
+
+Everything here runs from a bundle's ``initialize`` list, before any data loader or network is built, so a
+wrong setting stops the run in seconds with one line that says what to fix, not an hour in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import ignite.distributed as idist
+import torch
+import torch.distributed as dist
+
+from pipeline.data.errors import DataError
+from pipeline.engines.interleave import MODE_BRANCHES, schedule_from_ratio
+
+#: Manifest section that feeds the supervised branch in each mode.
+SL_SECTIONS = {"sl": "proxy", "jssl": "proxy", "ssl": "proxy", "sl_target": "target_reference"}
+
+
+class ConfigError(SystemExit):
+    """A bad setting: exits the bundle run with a one-line message (no traceback)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"error: {message}")
+
+
+def sl_section(mode: str) -> str:
+    """Manifest section of the supervised branch: ``proxy``, or ``target_reference`` for the ``sl_target`` oracle."""
+    if mode not in MODE_BRANCHES:
+        raise ConfigError(f"unknown --mode {mode!r}; choose one of {sorted(MODE_BRANCHES)}")
+    return SL_SECTIONS[mode]
+
+
+def is_not_rank0() -> bool:
+    """True on every DDP rank but 0 (handlers that write files or track are disabled there)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() > 0
+
+
+def preflight(
+    mode: str,
+    manifest: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    sl_section: str = "proxy",
+    network_size: str | None = None,
+    tracking_uri: str | None = None,
+    generate_demo_data: bool = False,
+    ratio: Mapping[str, int] | None = None,
+    ckpt_path: str | os.PathLike | None = None,
+    sections: tuple[str, ...] = ("validation",),
+    device: torch.device | None = None,
+) -> None:
+    """Check a run's settings and data before anything is built.
+
+    Args:
+        mode: training mode (``sl``, ``ssl``, ``jssl``, ``sl_target``) or ``"eval"`` for inference/evaluation.
+        manifest: the datalist JSON.
+        data_root: overrides the manifest's data root.
+        sl_section: section of the supervised branch.
+        network_size: a name from :data:`pipeline.networks.presets.VARNET_SIZES`.
+        tracking_uri: MLflow URI that must open.
+        generate_demo_data: build the manifest's files from the demo preset when they are missing.
+        ratio: SL:SSL steps (not all zero).
+        ckpt_path: a checkpoint that must exist (inference / evaluation).
+        sections: further manifest sections that must be present and readable.
+        device: the run's device; passing it here makes sure ``torch.distributed`` is set up (it is
+            resolved by :func:`init_distributed`) before the checks.
+
+    Raises:
+        ConfigError: (a ``SystemExit``) with one line naming the setting to fix.
+    """
+    from pipeline.data.datasets import expand_slices
+    from pipeline.data.manifests import load_manifest
+    from pipeline.networks.presets import VARNET_SIZES
+
+    if mode != "eval" and mode not in MODE_BRANCHES:
+        raise ConfigError(f"unknown --mode {mode!r}; choose one of {sorted(MODE_BRANCHES)}")
+    if network_size is not None and network_size not in VARNET_SIZES:
+        raise ConfigError(f"unknown --network_size {network_size!r}; choose one of {sorted(VARNET_SIZES)}")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"checkpoint {ckpt_path} does not exist: train the bundle first or set --ckpt_path")
+    if not Path(manifest).is_file():
+        raise ConfigError(f"manifest {manifest} does not exist: set --manifest to a MONAI datalist JSON")
+    branches = MODE_BRANCHES.get(mode, ())
+    if ratio is not None and branches:
+        try:
+            schedule_from_ratio({b: int(ratio.get(b, 1)) for b in branches})
+        except ValueError as err:
+            raise ConfigError(f"--sl_ssl_ratio: {err}") from None
+    try:
+        if generate_demo_data and idist.get_rank() == 0:
+            from pipeline.data.simulate import ensure_dataset
+
+            ensure_dataset(manifest, data_root)
+        if idist.get_world_size() > 1:
+            idist.barrier()
+        needed = list(sections)
+        if "sl" in branches:
+            needed.append(sl_section)
+        if "ssl" in branches:
+            needed.append("target")
+        for section in dict.fromkeys(needed):
+            items = load_manifest(manifest, section, data_root)
+            expand_slices(items, on_error="raise")
+            if section == "target":
+                _check_target_masks(items)
+    except (DataError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    if tracking_uri is not None and idist.get_rank() == 0:
+        from pipeline.handlers.tracking import check_tracking_uri
+
+        try:
+            check_tracking_uri(tracking_uri)
+        except ValueError as err:
+            raise ConfigError(f"--tracking_uri: {err}") from None
+
+
+def _check_target_masks(items: list[dict]) -> None:
+    """A target file whose k-space is already undersampled must carry its acquisition mask.
+
+    Raises:
+        DataError: naming the file when it has zero-filled columns but no ``mask`` dataset.
+    """
+    from pipeline.data.readers import LoadSlice, inspect_volume
+    from pipeline.keys import Keys
+
+    for item in items:
+        info = inspect_volume(item["file"])
+        if info.mask_layout is not None:
+            continue
+        sample = LoadSlice()(item["file"], info.num_slices // 2)
+        start, stop = info.pe_range
+        columns = sample[Keys.KSPACE][:, :, start:stop].abs().amax(dim=(0, 1, 3))
+        if bool((columns == 0).any()):
+            raise DataError(
+                item["file"],
+                "target k-space is undersampled (zero columns) but the file has no 'mask' dataset; "
+                "store the acquisition mask so training does not invent one",
+            )
+
+
+def init_distributed(backend: str | None = None) -> torch.device:
+    """Initialise ``torch.distributed`` from ``torchrun``'s environment and return this rank's device.
+
+    ``nccl`` with one GPU per rank when CUDA is available, else ``gloo`` on the CPU. Without ``torchrun``
+    (no ``WORLD_SIZE``) nothing is initialised.
+    """
+    use_cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend=backend or ("nccl" if use_cuda else "gloo"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def wrap_ddp(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Wrap ``network`` in ``DistributedDataParallel`` when a process group is running."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return network
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+
+
+def finalize_distributed() -> None:
+    """Tear down the process group, if any (last step of a bundle run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """``monai.utils.set_determinism`` with a per-rank offset, so DDP ranks (and their DataLoader workers)
+    draw different random masks and SSDU splits."""
+    from monai.utils import set_determinism
+
+    set_determinism(seed=int(seed) + idist.get_rank())

@@ -16,7 +16,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from pipeline.baselines import BASELINES
-from pipeline.engines.trainer import autocast_context, network_inputs
+from pipeline.engines.trainer import autocast_context, batch_recon_size, network_inputs
 from pipeline.keys import Keys
 from pipeline.physics import center_crop
 
@@ -30,13 +30,6 @@ def _per_sample_scale(batch: Mapping[str, Any], device: torch.device) -> torch.T
     if scale is None:
         return torch.ones(1, 1, 1, 1, device=device)
     return torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
-
-
-def _recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:
-    sizes = torch.as_tensor(batch[Keys.RECON_SIZE]).reshape(-1, 2)
-    if not bool((sizes == sizes[0]).all()):
-        raise ValueError(f"a batch mixes recon sizes {sizes.tolist()}; use batch_size=1 for such data")
-    return int(sizes[0, 0]), int(sizes[0, 1])
 
 
 class ReconstructionEvaluator(SupervisedEvaluator):
@@ -96,7 +89,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         device = engine.state.device
-        recon_size = _recon_size(batchdata)
+        recon_size = batch_recon_size(batchdata)
         scale = _per_sample_scale(batchdata, device)
         output: dict[str, Any] = {key: batchdata[key] for key in PASSTHROUGH if key in batchdata}
         if Keys.TARGET in batchdata:

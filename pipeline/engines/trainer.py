@@ -48,6 +48,14 @@ def network_inputs(batch: Mapping[str, Any], device: torch.device, non_blocking:
     return kspace, mask, nlf
 
 
+def batch_recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:
+    """The ``(Hr, Wr)`` crop of a batch (all samples must share it)."""
+    sizes = torch.as_tensor(batch[Keys.RECON_SIZE]).reshape(-1, 2)
+    if not bool((sizes == sizes[0]).all()):
+        raise ValueError(f"a batch mixes recon sizes {sizes.tolist()}; use batch_size=1 for such data")
+    return int(sizes[0, 0]), int(sizes[0, 1])
+
+
 def _check_no_leak(kspace_in: torch.Tensor, input_mask: torch.Tensor, loss_mask: torch.Tensor) -> None:
     """Refuse an SSDU step whose network input carries k-space of the loss set Lambda.
 
@@ -72,7 +80,7 @@ class JSSLTrainer(SupervisedTrainer):
         network: returns a :class:`~pipeline.networks.VarNetOutput` from
             ``(masked_kspace, input_mask, num_low_frequencies)``.
         optimizer: the optimiser.
-        losses: branch name -> loss with signature ``(output, ref_kspace, ref_image, kspace_mask, data_range)
+        losses: branch name -> loss with signature ``(output, ref_kspace, ref_image, kspace_mask, data_range, crop_size)
             -> (total, {term: value})``.
         branch_weights: multiplies each branch's loss (default 1 for every branch).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a gradient scaler; CUDA only).
@@ -150,7 +158,9 @@ class JSSLTrainer(SupervisedTrainer):
         with autocast_context(device, engine.precision):
             output = engine.network(kspace_in, mask_in, nlf)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        loss, terms = engine.losses[branch](output, ref_kspace, ref_image, loss_mask, data_range)
+        loss, terms = engine.losses[branch](
+            output, ref_kspace, ref_image, loss_mask, data_range, crop_size=batch_recon_size(batchdata)
+        )
         weighted = engine.branch_weights[branch] * loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if not torch.isfinite(weighted):

@@ -6,12 +6,15 @@ from collections.abc import Sequence
 
 import torch
 
-from pipeline.physics.complex import complex_abs_sq, complex_conj, complex_mul
+from pipeline.physics.complex import complex_conj, complex_mul
 
 
 def rss(coil_images: torch.Tensor, coil_dim: int = -4) -> torch.Tensor:
-    """Root-sum-of-squares magnitude: ``(..., C, H, W, 2) -> (..., H, W)`` (fastMRI's ``rss_complex``)."""
-    return torch.sqrt(complex_abs_sq(coil_images).sum(dim=coil_dim + 1 if coil_dim < 0 else coil_dim))
+    """Root-sum-of-squares magnitude: ``(..., C, H, W, 2) -> (..., H, W)`` (fastMRI's ``rss_complex``).
+
+    Computed as a vector norm over (coils, real/imag), which has a zero (not NaN) gradient at an all-zero pixel.
+    """
+    return torch.linalg.vector_norm(coil_images, ord=2, dim=(coil_dim, -1))
 
 
 def sense_reduce(coil_images: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:

@@ -60,5 +60,5 @@ def complex_abs_sq(x: torch.Tensor) -> torch.Tensor:
 
 
 def complex_abs(x: torch.Tensor) -> torch.Tensor:
-    """Magnitude ``(..., 2) -> (...)``; finite gradient at zero."""
-    return torch.sqrt(complex_abs_sq(x) + torch.finfo(x.dtype).tiny)
+    """Magnitude ``(..., 2) -> (...)``; zero (not NaN) gradient at zero."""
+    return torch.linalg.vector_norm(x, ord=2, dim=-1)

@@ -1,0 +1,248 @@
+"""End-to-end tests of the ``jssl_varnet`` bundle through the real ``python -m monai.bundle`` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "jssl_varnet"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = REPO.parent / "shared" / "reference" / "monai_meta_schema_20240725.json"
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def bundle(*args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle <args>`` from the repository root."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bundle {args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def train_args(manifest: Path, out: Path, /, **overrides) -> list[str]:
+    settings = {
+        "manifest": manifest, "output_dir": out, "model_path": out / "model.pt", "network_size": "tiny",
+        "num_workers": 0, "max_epochs": 1, "epoch_length": 4, "val_interval": 4, "checkpoint_interval": 2,
+        "batch_size": 2, "generate_demo_data": False, "bundle_root": BUNDLE,
+    }
+    settings.update(overrides)
+    args = ["run", "--config_file", str(CONFIGS / "train.json")]
+    for key, value in settings.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def _runs(out: Path):
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name("jssl_varnet")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    """A jssl run of the bundle on the tiny dataset: (output dir, model path)."""
+    out = tmp_path_factory.mktemp("train")
+    bundle(*train_args(tiny_dataset, out))
+    return out, out / "model.pt"
+
+
+def test_verify_metadata_offline():
+    proc = bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(SCHEMA))
+    assert "metadata is verified with no error" in proc.stdout + proc.stderr
+
+
+def test_train_writes_checkpoints_weights_and_mlflow_run(trained, tiny_dataset):
+    out, model = trained
+    assert model.is_file()
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint_*.pt")) == ["checkpoint_iteration=4.pt"]
+    client, runs = _runs(out)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert {"mode", "learning_rate", "sl_ssl_ratio", "ssdu_q", "network_size", "schedule"} <= set(run.data.params)
+    assert run.data.params["mode"] == "jssl"
+    assert run.data.tags["mode"] == "jssl" and len(run.data.tags["manifest_digest"]) == 64 and run.data.tags["code_version"]
+    assert {"loss", "loss_sl", "loss_ssl", "sl/l1", "ssl/kspace_nmse", "lr_group_0", "val_ssim", "val_psnr", "val_nmse"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"train.json", "metadata.json", "model.pt", "command.txt", "validation"} <= artifacts
+    pngs = [a.path for a in client.list_artifacts(run.info.run_id, "validation")]
+    assert pngs == ["validation/iteration_000004.png"]
+    # interleaving: both branches stepped, and every logged value is finite
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3, 4] and all(np.isfinite(m.value) for m in history)
+    # no patient identifier anywhere in the store
+    with h5py.File(tiny_dataset.parent / "data" / "target_train" / "target_000.h5") as f:
+        patient_id = str(f.attrs["patient_id"]).encode()
+    stored = [(out / "mlflow" / "mlruns.db").read_bytes()]
+    stored += [p.read_bytes() for p in (out / "mlflow" / "mlruns").rglob("*") if p.is_file()]
+    assert not any(patient_id in blob or b"patient_id" in blob for blob in stored)
+
+
+def test_inference_writes_every_format(trained, tiny_dataset, tmp_path):
+    out, model = trained
+    bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+           "--manifest", str(tiny_dataset), "--section", "target", "--ckpt_path", str(model),
+           "--network_size", "tiny", "--output_dir", str(tmp_path), "--generate_demo_data", "False")
+    # target training files: subsampled, no reference -- the real target situation
+    for name in ("target_000", "target_001"):
+        with h5py.File(tmp_path / f"{name}.h5") as f:
+            rec = f["reconstruction"]
+            assert rec.dtype == np.float32 and rec.shape == (3, 64, 64)
+            assert np.isfinite(rec[()]).all() and rec[()].max() > 0
+        assert nib.load(tmp_path / f"{name}.nii.gz").shape == (64, 64, 3)
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_inference_on_a_folder_of_files(trained, tiny_dataset, tmp_path):
+    _, model = trained
+    folder = tiny_dataset.parent / "data" / "test"
+    bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+           "--input_dir", str(folder), "--ckpt_path", str(model), "--network_size", "tiny",
+           "--output_dir", str(tmp_path), "--generate_demo_data", "False")
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == ["test_000.h5"]
+
+
+def test_evaluate_reports_network_and_baselines(trained, tiny_dataset, tmp_path):
+    _, model = trained
+    bundle("run", "--config_file", str(CONFIGS / "evaluate.json"), "--bundle_root", str(BUNDLE),
+           "--manifest", str(tiny_dataset), "--ckpt_path", str(model), "--network_size", "tiny",
+           "--output_dir", str(tmp_path), "--generate_demo_data", "False")
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(report["summary"]) == {"network", "zero_filled", "sense"}
+    for row in report["summary"].values():
+        assert 0 < row["ssim"] <= 1 and row["nmse"] > 0 and np.isfinite(row["psnr"])
+    lines = (tmp_path / "metrics_per_volume.csv").read_text().splitlines()
+    assert lines[0] == "method,volume,nmse,psnr,ssim" and len(lines) == 1 + 3  # 3 methods x 1 test volume
+    assert "| sense |" in (tmp_path / "metrics.md").read_text()
+
+
+def test_ckpt_export_matches_the_eager_network(trained, tmp_path):
+    from monai.data import load_net_with_metadata
+
+    from pipeline.networks.presets import build_varnet
+
+    _, model = trained
+    ts = tmp_path / "model.ts"
+    bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(model),
+           "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "train.json"),
+           "--bundle_root", str(BUNDLE), "--network_size", "tiny")
+    scripted, meta, _ = load_net_with_metadata(str(ts))
+    assert meta["version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
+    eager = build_varnet("tiny")
+    eager.load_state_dict(torch.load(model, weights_only=True))
+    eager.eval()
+    scripted.eval()
+    torch.manual_seed(0)
+    mask = torch.zeros(1, 1, 1, 72, 1, dtype=torch.bool)
+    mask[..., ::4, :] = True
+    mask[..., 32:40, :] = True
+    kspace = torch.randn(1, 4, 128, 72, 2) * mask
+    with torch.no_grad():
+        a, b = eager(kspace, mask), scripted(kspace, mask)
+    torch.testing.assert_close(b.image, a.image, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b.kspace, a.kspace, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_of_another_architecture_is_refused(trained, tiny_dataset, tmp_path):
+    _, model = trained
+    proc = bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+                  "--manifest", str(tiny_dataset), "--ckpt_path", str(model), "--network_size", "demo",
+                  "--output_dir", str(tmp_path), "--generate_demo_data", "False", check=False)
+    assert proc.returncode != 0
+    assert "different network architecture" in proc.stderr and "shape mismatch" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"network_size": "huge"}, "unknown --network_size 'huge'"),
+        ({"mode": "semi"}, "unknown --mode 'semi'"),
+        ({"manifest": "nowhere.json"}, "manifest nowhere.json does not exist"),
+        ({"sl_ssl_ratio": "{'sl': 0, 'ssl': 0}"}, "zero for every branch"),
+        ({"tracking_uri": "file:///tmp/x"}, "file store"),
+    ],
+)
+def test_bad_overrides_stop_before_training_with_one_line(tiny_dataset, tmp_path, overrides, message):
+    proc = bundle(*train_args(tiny_dataset, tmp_path, **overrides), check=False, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_empty_data_root_is_named(tiny_dataset, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = bundle(*train_args(tiny_dataset, tmp_path / "out", data_root=empty), check=False, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"data root {empty} contains no files")
+
+
+def test_kill_and_resume_continues_the_same_run(tiny_dataset, tmp_path):
+    """SIGKILL a training process after its first checkpoint; the same command finishes the same run."""
+    args = train_args(tiny_dataset, tmp_path, epoch_length=6, max_epochs=2, val_interval=6, checkpoint_interval=2)
+    cmd = [sys.executable, "-m", "monai.bundle", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpt_dir = tmp_path / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(ckpt_dir.glob("checkpoint_iteration=*.pt")):
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = sorted(int(p.stem.split("=")[1]) for p in ckpt_dir.glob("checkpoint_iteration=*.pt"))[-1]
+    assert killed_at < 12, "the run finished before the kill"
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.status == "RUNNING"
+    run_id = runs[0].info.run_id
+
+    bundle(*args)
+    client, runs = _runs(tmp_path)
+    assert [r.info.run_id for r in runs] == [run_id]
+    assert runs[0].info.status == "FINISHED"
+    assert sorted(p.name for p in ckpt_dir.glob("checkpoint_iteration=*.pt")) == ["checkpoint_iteration=12.pt"]
+    state = torch.load(ckpt_dir / "checkpoint_iteration=12.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 12 and state["trainer"]["epoch"] == 2
+    steps = sorted({m.step for m in client.get_metric_history(run_id, "loss")})
+    assert steps[-1] == 12 and set(range(killed_at + 1, 13)) <= set(steps)
+
+
+def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path):
+    config = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu.json'}']"
+    args = train_args(tiny_dataset, tmp_path, batch_size=1)
+    args[2] = config
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "-m", "monai.bundle", *args],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert (tmp_path / "model.pt").is_file()
+    assert (tmp_path / "checkpoints" / "checkpoint_iteration=4.pt").is_file()
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 tracks alone

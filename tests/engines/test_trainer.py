@@ -1,0 +1,116 @@
+"""The JSSL trainer on real simulated files, real transforms and a tiny network."""
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader
+from monai.transforms import Compose
+
+from pipeline.data import manifest_dataset
+from pipeline.engines import InterleavedLoader, JSSLTrainer
+from pipeline.keys import Keys
+from pipeline.losses import JointLoss
+from pipeline.networks.presets import build_varnet
+from pipeline.transforms import ApplyMaskd, FixedKspaceMaskd, NormalizeKspaced, RandKspaceMaskd, RandSSDUSplitd
+
+SL_WEIGHTS = {"l1": 1.0, "ssim": 1.0, "kspace_nmae": 1.0}
+SSL_WEIGHTS = {"kspace_nmae": 1.0, "kspace_nmse": 1.0}
+
+
+def _loaders(manifest, sl_section="proxy"):
+    sl = Compose([RandKspaceMaskd(mask_type="equispaced"), ApplyMaskd(), NormalizeKspaced()])
+    ssl = Compose([FixedKspaceMaskd(), RandSSDUSplitd(q=0.4), NormalizeKspaced()])
+    return {
+        "sl": DataLoader(manifest_dataset(manifest, sl_section, sl), batch_size=2, shuffle=True),
+        "ssl": DataLoader(manifest_dataset(manifest, "target", ssl), batch_size=2, shuffle=True),
+    }
+
+
+class _Spy(torch.nn.Module):
+    """Records what the network sees, then runs the real network."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = build_varnet("tiny")
+        self.calls = []
+
+    def forward(self, kspace, mask, nlf=None):
+        self.calls.append((kspace.detach().clone(), mask.detach().clone()))
+        return self.net(kspace, mask, nlf)
+
+
+def _trainer(manifest, mode, network, iterations=4, sl_section="proxy"):
+    loader = InterleavedLoader(_loaders(manifest, sl_section), mode=mode, epoch_length=iterations)
+    return JSSLTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=loader,
+        network=network,
+        optimizer=torch.optim.Adam(network.parameters(), lr=1e-3),
+        losses={"sl": JointLoss(SL_WEIGHTS), "ssl": JointLoss(SSL_WEIGHTS)},
+    )
+
+
+@pytest.mark.parametrize("mode, sl_section", [("sl", "proxy"), ("ssl", "proxy"), ("jssl", "proxy"), ("sl_target", "target_reference")])
+def test_each_mode_trains_with_finite_losses(tiny_dataset, mode, sl_section):
+    network = build_varnet("tiny")
+    before = [p.detach().clone() for p in network.parameters()]
+    trainer = _trainer(tiny_dataset, mode, network, sl_section=sl_section)
+    outputs = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+    trainer.run()
+    assert trainer.state.iteration == 4
+    assert all(torch.isfinite(torch.tensor(o["loss"])) for o in outputs)
+    branches = {k for o in outputs for k in o if k.startswith("loss_")}
+    expected = {"sl": {"loss_sl"}, "ssl": {"loss_ssl"}, "jssl": {"loss_sl", "loss_ssl"}, "sl_target": {"loss_sl"}}[mode]
+    assert branches == expected
+    assert any(not torch.equal(a, b) for a, b in zip(before, network.parameters()))
+
+
+def test_ssl_step_never_feeds_lambda_kspace_to_the_network(tiny_dataset):
+    spy = _Spy()
+    trainer = _trainer(tiny_dataset, "ssl", spy, iterations=3)
+    batches = []
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: batches.append(e.state.batch))
+    trainer.run()
+    assert len(spy.calls) == 3
+    for (kspace_in, mask_in), batch in zip(spy.calls, batches):
+        lam = batch[Keys.LOSS_MASK]
+        assert lam.any(), "the loss set must not be empty"
+        assert not (mask_in & lam).any()
+        assert float((kspace_in * lam).abs().max()) == 0.0
+        # Lambda holds measured data, which the loss does see
+        assert float((batch[Keys.KSPACE] * lam).abs().max()) > 0.0
+
+
+def test_trainer_refuses_a_leaking_ssl_batch(tiny_dataset):
+    network = build_varnet("tiny")
+    trainer = _trainer(tiny_dataset, "ssl", network, iterations=1)
+
+    def leak(engine):  # put the measured Lambda k-space into the input, as a buggy pipeline would
+        batch = engine.state.batch
+        batch[Keys.MASKED_KSPACE] = batch[Keys.KSPACE].clone()
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, leak)
+    with pytest.raises(RuntimeError, match="non-zero on the SSDU loss set"):
+        trainer.run()
+
+
+def test_branch_weights_scale_the_loss(tiny_dataset):
+    network = build_varnet("tiny")
+    trainer = _trainer(tiny_dataset, "sl", network, iterations=1)
+    trainer.branch_weights["sl"] = 0.0
+    trainer.run()
+    assert trainer.state.output["loss"] == 0.0 and trainer.state.output["loss_sl"] > 0.0
+
+
+def test_bad_precision_and_weights_fail_at_construction(tiny_dataset):
+    network = build_varnet("tiny")
+    kwargs = dict(device="cpu", max_epochs=1, train_data_loader=[{}], network=network,
+                  optimizer=torch.optim.Adam(network.parameters()), losses={"sl": JointLoss(SL_WEIGHTS)})
+    with pytest.raises(ValueError, match="precision"):
+        JSSLTrainer(**kwargs, precision="fp8")
+    with pytest.raises(ValueError, match="fp16"):
+        JSSLTrainer(**kwargs, precision="fp16")
+    with pytest.raises(ValueError, match="branch weight"):
+        JSSLTrainer(**kwargs, branch_weights={"sl": -1.0})

@@ -112,12 +112,20 @@ class AtomicCheckpointSaver:
             score_name="iteration",
             n_saved=self.n_saved,
         )
-        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.checkpoint)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self._save)
         engine.add_event_handler(Events.COMPLETED, self._save_if_new)
 
+    def _save(self, engine: Engine) -> None:
+        assert self.checkpoint is not None
+        self.checkpoint(engine)
+        # a resumed process does not know the files of the one before it: keep only the newest n_saved
+        found = sorted((int(m.group(1)), p) for p in self.save_dir.iterdir() if (m := _INTERVAL_PATTERN.match(p.name)))
+        for _, old in found[: -self.n_saved]:
+            old.unlink(missing_ok=True)
+
     def _save_if_new(self, engine: Engine) -> None:
-        if engine.state.iteration % self.save_interval and self.checkpoint is not None:
-            self.checkpoint(engine)
+        if engine.state.iteration % self.save_interval:
+            self._save(engine)
 
 
 class BestModelSaver:

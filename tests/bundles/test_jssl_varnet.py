@@ -227,7 +227,7 @@ def test_kill_and_resume_continues_the_same_run(tiny_dataset, tmp_path):
     assert runs[0].info.status == "FINISHED"
     assert sorted(p.name for p in ckpt_dir.glob("checkpoint_iteration=*.pt")) == ["checkpoint_iteration=12.pt"]
     state = torch.load(ckpt_dir / "checkpoint_iteration=12.pt", weights_only=True)
-    assert state["trainer"]["iteration"] == 12 and state["trainer"]["epoch"] == 2
+    assert state["trainer"]["iteration"] == 12 and state["trainer"]["max_epochs"] == 2
     steps = sorted({m.step for m in client.get_metric_history(run_id, "loss")})
     assert steps[-1] == 12 and set(range(killed_at + 1, 13)) <= set(steps)
 

@@ -2,7 +2,7 @@
 
 from pipeline.engines.evaluator import ReconstructionEvaluator
 from pipeline.engines.interleave import MODE_BRANCHES, InterleavedLoader, schedule_from_ratio
-from pipeline.engines.setup import (
+from pipeline.engines.startup import (
     ConfigError,
     finalize_distributed,
     init_distributed,

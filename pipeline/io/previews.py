@@ -18,6 +18,17 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating folders) and close a matplotlib figure; returns the path."""
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _as_numpy(image: Any) -> np.ndarray:
     return image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
 
@@ -55,12 +66,7 @@ def save_comparison_grid(rows: Sequence[Mapping[str, Any]], path: str | Path, er
             if r == 0:
                 ax.set_title(name if name != "error" else f"|error| x{error_gain:g}", fontsize=9)
         axes[r, 0].text(0, -0.08, row.get("title", ""), transform=axes[r, 0].transAxes, fontsize=7, va="top")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_volume_preview(volume: np.ndarray, path: str | Path, title: str = "", max_slices: int = 8) -> Path:
@@ -76,9 +82,4 @@ def save_volume_preview(volume: np.ndarray, path: str | Path, title: str = "", m
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

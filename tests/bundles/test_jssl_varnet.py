@@ -246,3 +246,13 @@ def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path):
     assert (tmp_path / "checkpoints" / "checkpoint_iteration=4.pt").is_file()
     _, runs = _runs(tmp_path)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 tracks alone
+
+
+def test_missing_checkpoint_stops_inference_with_one_line(tiny_dataset, tmp_path):
+    proc = bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+                  "--manifest", str(tiny_dataset), "--ckpt_path", str(tmp_path / "none.pt"),
+                  "--output_dir", str(tmp_path), "--generate_demo_data", "False", check=False, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: checkpoint {tmp_path / 'none.pt'} does not exist: train the bundle first or set --ckpt_path"
+    )

@@ -45,6 +45,7 @@ def preflight(
     manifest: str | os.PathLike,
     data_root: str | os.PathLike | None = None,
     sl_section: str = "proxy",
+    target_section: str = "target",
     network_size: str | None = None,
     tracking_uri: str | None = None,
     generate_demo_data: bool = False,
@@ -60,6 +61,7 @@ def preflight(
         manifest: the datalist JSON.
         data_root: overrides the manifest's data root.
         sl_section: section of the supervised branch.
+        target_section: section of the self-supervised branch.
         network_size: a name from :data:`pipeline.networks.presets.VARNET_SIZES`.
         tracking_uri: MLflow URI that must open.
         generate_demo_data: build the manifest's files from the demo preset when they are missing.
@@ -101,11 +103,11 @@ def preflight(
         if "sl" in branches:
             needed.append(sl_section)
         if "ssl" in branches:
-            needed.append("target")
+            needed.append(target_section)
         for section in dict.fromkeys(needed):
             items = load_manifest(manifest, section, data_root)
             expand_slices(items, on_error="raise")
-            if section == "target":
+            if section == target_section and "ssl" in branches:
                 _check_target_masks(items)
     except (DataError, ValueError) as err:
         raise ConfigError(str(err)) from None

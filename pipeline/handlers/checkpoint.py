@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
@@ -157,8 +158,9 @@ class BestModelSaver:
         score = float(engine.state.metrics[self.metric_name])
         if score > self.best:
             self.best = score
-            save_atomic(_unwrap(self.network).state_dict(), self.path)
-            logger.info(f"new best {self.metric_name}={score:.4f}: saved {self.path}")
+            if idist.get_rank() == 0:  # every rank tracks the score, rank 0 writes
+                save_atomic(_unwrap(self.network).state_dict(), self.path)
+                logger.info(f"new best {self.metric_name}={score:.4f}: saved {self.path}")
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:

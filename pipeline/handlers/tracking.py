@@ -69,9 +69,9 @@ def check_tracking_uri(tracking_uri: str) -> str:
             f"MLflow tracking URI {tracking_uri!r} is a file store, which MLflow refuses: "
             "use sqlite:///<folder>/mlruns.db or an http(s) tracking server"
         )
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         mlflow.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure to open the store is reported the same way
         raise ValueError(f"cannot open the MLflow tracking store {tracking_uri!r}: {err}") from err

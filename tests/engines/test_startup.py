@@ -1,0 +1,71 @@
+import json
+import shutil
+
+import h5py
+import pytest
+
+from pipeline.engines.startup import ConfigError, preflight, sl_section
+
+
+def _copy_dataset(tiny_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset.parent / "data", root)
+    manifest = json.loads(tiny_dataset.read_text())
+    manifest["data_root"] = "data"
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    return path, root
+
+
+def test_sl_section_per_mode():
+    assert sl_section("jssl") == "proxy" and sl_section("sl_target") == "target_reference"
+    with pytest.raises(ConfigError, match="unknown --mode 'x'"):
+        sl_section("x")
+
+
+def test_preflight_accepts_a_good_setup(tiny_dataset, tmp_path):
+    preflight("jssl", tiny_dataset, network_size="tiny", tracking_uri=f"sqlite:///{tmp_path}/m.db", ratio={"sl": 1, "ssl": 1})
+
+
+def test_preflight_refuses_an_undersampled_target_without_its_mask(tiny_dataset, tmp_path):
+    manifest, root = _copy_dataset(tiny_dataset, tmp_path)
+    bad = root / "target_train" / "target_001.h5"
+    with h5py.File(bad, "a") as f:
+        del f["mask"]
+    with pytest.raises(ConfigError) as err:
+        preflight("ssl", manifest)
+    message = str(err.value)
+    assert message.startswith("error: ") and str(bad) in message and "no 'mask' dataset" in message
+    preflight("sl", manifest)  # the supervised branch does not read the target section
+
+
+@pytest.mark.parametrize("mode", ["jssl", "ssl"])
+def test_preflight_needs_target_data_for_self_supervision(tiny_dataset, tmp_path, mode):
+    manifest, _ = _copy_dataset(tiny_dataset, tmp_path)
+    content = json.loads(manifest.read_text())
+    del content["target"]
+    manifest.write_text(json.dumps(content))
+    with pytest.raises(ConfigError, match="section 'target' not found"):
+        preflight(mode, manifest)
+
+
+def test_preflight_needs_proxy_data_for_jssl(tiny_dataset, tmp_path):
+    manifest, _ = _copy_dataset(tiny_dataset, tmp_path)
+    content = json.loads(manifest.read_text())
+    content["proxy"] = []
+    manifest.write_text(json.dumps(content))
+    with pytest.raises(ConfigError, match="section 'proxy' is empty"):
+        preflight("jssl", manifest)
+
+
+def test_preflight_names_a_corrupt_file(tiny_dataset, tmp_path):
+    manifest, root = _copy_dataset(tiny_dataset, tmp_path)
+    bad = root / "validation" / "validation_000.h5"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="validation_000.h5"):
+        preflight("sl", manifest)
+
+
+def test_preflight_refuses_a_tracking_uri_that_cannot_open(tiny_dataset):
+    with pytest.raises(ConfigError, match="--tracking_uri"):
+        preflight("sl", tiny_dataset, tracking_uri="sqlite:////proc/forbidden/mlruns.db")

@@ -56,6 +56,25 @@ MONAI_NETS = [(4, 8, 8), (6, 16, 8)]
 #: ``(coils, H, W)`` of the ours-vs-MONAI inputs.
 MONAI_INPUTS = [(4, 64, 64), (8, 128, 128)]
 FASTMRI_SHAPE = (15, 640, 368)
+NOTES = [
+    "Engine: engine step = from the batch's arrival (Ignite GET_BATCH_COMPLETED) to the end of every "
+    "ITERATION_COMPLETED handler of a JSSLTrainer built from the bundle's train.json (transforms, DataLoaders, "
+    "InterleavedLoader jssl, JointLoss, grad clipping, LR-schedule handler; MLflow only with --mlflow; "
+    "validation and checkpoint handlers left out). Bare step = forward + the same JointLoss + backward + the "
+    "same clipping + Adam on a copy of the network, on the same batch, alternately before/after the engine step.",
+    "Data wait: a separate, undisturbed engine run; sum of GET_BATCH_STARTED -> GET_BATCH_COMPLETED over wall "
+    "time, after 2 warm-up steps (1 with --quick).",
+    "Ours vs MONAI: JSSLVarNet(pools=4) vs VariationalNetworkModel(CoilSensitivityModel, ComplexUnet) with "
+    "features (c, 2c, 4c, 8c, 16c, c); synthetic 4x equispaced k-space, batch 1; train = L1 on the RSS image "
+    "+ backward + Adam.",
+    "Inference: eval-mode forward per slice (batch 1, no grad) vs pipeline.baselines.l1_wavelet (sigpy, 100 "
+    "iterations, ACS maps) on the same slice; fastMRI size: synthetic k-space, random weights, 1 repeat each.",
+    "Memory (CPU): one fresh subprocess per configuration; gradients and Adam state are allocated before the "
+    "baseline, so the peak resident memory above it (Linux VmHWM) is activations + temporaries. Step times "
+    "there are single runs, not a side-by-side comparison.",
+    "On a CPU shared with other jobs, 1 torch thread (--threads 1) gives steadier numbers: with 2 threads "
+    "OpenMP waits on descheduled peers (3-4x slower forwards were seen on this machine).",
+]
 TARGETS = {
     "engine_overhead": "<= 1.10 (overhead <= 10%)",
     "data_wait_fraction": "<= 0.05",
@@ -463,6 +482,7 @@ def bench_inference(repeats: int, fastmri: bool) -> dict:
     if fastmri:
         coils, h, w = FASTMRI_SHAPE
         kspace, mask = synthetic_slice(coils, h, w)
+        mask = mask.expand(1, 1, h, w, 1)  # the baselines take a per-slice (1, H, W, 1) mask
         net = build_varnet("fastmri").eval()
         recon = (320, 320)
         net_s = _timed(lambda: _forward_no_grad(net, kspace, mask))
@@ -718,6 +738,9 @@ def to_markdown(report: dict) -> str:
     for row in report["summary"]:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
         lines.append(f"| {row['measurement']} | {row['ours']} | {row['reference']} | {ratio} | {row['target']} | {row['met']} |")
+    for key, error in report.get("errors", {}).items():
+        lines.append(f"| {key} | FAILED: {error} | | | | **no** |")
+    lines += ["", "Notes:", ""] + [f"- {note}" for note in NOTES]
     return "\n".join(lines)
 
 
@@ -752,7 +775,7 @@ def plot(report: dict, path: Path) -> bool:
     for i, (_, value, target) in enumerate(bars):
         if target is not None:
             ax.plot([target, target], [i - 0.4, i + 0.4], color="red", lw=2)
-        ax.text(value, i, f" {value:.2f}", va="center", fontsize=8)
+        ax.text(value, i, f" {value:.3g}", va="center", fontsize=8)
     ax.set_yticks(y, [b[0] for b in bars], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
@@ -774,27 +797,32 @@ def run(args: argparse.Namespace) -> dict:
     report: dict[str, Any] = {"meta": meta}
     parts = set(args.parts)
     t0 = time.perf_counter()
-    if "engine" in parts:
-        print("engine overhead and data wait ...", flush=True)
-        steps = args.engine_steps if args.engine_steps is not None else (3 if quick else 16)
-        report["engine"] = bench_engine(
-            steps, warmup=1 if quick else 2, network_size="tiny" if quick else None,
-            num_workers=args.num_workers, mlflow=args.mlflow,
-        )
-    if "monai" in parts:
-        print("ours vs MONAI ...", flush=True)
-        report["vs_monai"] = bench_vs_monai(
-            MONAI_NETS[:1] if quick else MONAI_NETS, MONAI_INPUTS[:1] if quick else MONAI_INPUTS, repeats
-        )
-    if "inference" in parts:
-        print("inference vs compressed sensing ...", flush=True)
-        report["inference"] = bench_inference(1 if quick else min(repeats, 3), fastmri=not quick)
-    if "memory" in parts:
-        print("peak memory with / without checkpointing (fresh subprocesses) ...", flush=True)
-        report["memory"] = (
-            bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory("fastmri", FASTMRI_SHAPE, 1200)
-        )
-    report["gpu"] = bench_gpu(quick, repeats) if "gpu" in parts else {"available": False, "note": "not run"}
+
+    def part(key: str, label: str, fn: Callable[[], Any]) -> None:
+        if key not in parts:
+            return
+        print(f"{label} ...", flush=True)
+        try:
+            report[key if key != "monai" else "vs_monai"] = fn()
+        except Exception as err:  # one broken part must not lose the others
+            report.setdefault("errors", {})[key] = f"{type(err).__name__}: {err}"
+            print(f"  {key} FAILED: {type(err).__name__}: {err}", flush=True)
+
+    engine_steps = args.engine_steps if args.engine_steps is not None else (3 if quick else 16)
+    part("engine", "engine overhead and data wait", lambda: bench_engine(
+        engine_steps, warmup=1 if quick else 2, network_size="tiny" if quick else None,
+        num_workers=args.num_workers, mlflow=args.mlflow,
+    ))
+    part("monai", "ours vs MONAI", lambda: bench_vs_monai(
+        MONAI_NETS[:1] if quick else MONAI_NETS, MONAI_INPUTS[:1] if quick else MONAI_INPUTS, repeats
+    ))
+    part("inference", "inference vs compressed sensing",
+         lambda: bench_inference(1 if quick else min(repeats, 3), fastmri=not quick))
+    part("memory", "peak memory with / without checkpointing (fresh subprocesses)", lambda: (
+        bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory("fastmri", FASTMRI_SHAPE, 1200)
+    ))
+    report["gpu"] = {"available": False, "note": "not run"}
+    part("gpu", "GPU", lambda: bench_gpu(quick, repeats))
     meta["total_s"] = time.perf_counter() - t0
     report["summary"] = summarise(report)
     return report
@@ -817,6 +845,8 @@ def main(argv: list[str] | None = None) -> None:
         "--parts", nargs="+", default=["engine", "monai", "inference", "memory", "gpu"],
         choices=["engine", "monai", "inference", "memory", "gpu"], help="what to run",
     )
+    parser.add_argument("--render", type=Path, default=None,
+                        help="re-write speed.md/speed.png from an existing speed.json (no measuring)")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -824,7 +854,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_worker is not None:
         print(json.dumps(memory_worker(json.loads(args.memory_worker))), flush=True)
         return
-    report = run(args)
+    if args.render is not None:
+        report = json.loads(args.render.read_text())
+        report["summary"] = summarise(report)
+    else:
+        report = run(args)
     table = to_markdown(report)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,72 @@
+"""Smoke test of the reconstruction-quality benchmark CLI (``--quick``: tiny preset, a few iterations)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.bench import quality
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        quality.parse_args(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--quick", "--iterations", "--seeds", "--accelerations", "--network-size", "--readout-crop",
+                   "--set", "--out"):
+        assert option in text
+
+
+def test_parse_args_defaults_and_errors():
+    args = quality.parse_args(["--set", "ssdu_q=0.5", "--set", 'sl_ssl_ratio={"sl": 1, "ssl": 2}'])
+    assert args.accelerations == [4, 8] and args.seeds == [0, 1, 2]
+    assert args.iterations == quality.DEFAULT_ITERATIONS and args.network_size == "demo"
+    assert args.overrides == {"ssdu_q": 0.5, "sl_ssl_ratio": {"sl": 1, "ssl": 2}}
+    quick = quality.parse_args(["--quick"])
+    assert quick.accelerations == [4] and quick.seeds == [0] and quick.network_size == "tiny"
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--accelerations", "5"])
+
+
+def test_aggregate_mean_std_over_seeds_and_comparison():
+    learned = [
+        {"method": "ssl", "acceleration": 8, "seed": s, "summary": {"nmse": 0.02, "psnr": 30.0 + s, "ssim": 0.80}}
+        for s in range(3)
+    ] + [
+        {"method": "jssl", "acceleration": 8, "seed": s, "summary": {"nmse": 0.01, "psnr": 32.0, "ssim": 0.85}}
+        for s in range(3)
+    ]
+    classical = {8: {"summary": {"zero_filled": {"nmse": 0.1, "psnr": 20.0, "ssim": 0.5}}}}
+    table = quality.aggregate(classical, learned, ["zero_filled", "ssl", "jssl"], [8])
+    assert table["ssl"]["8x"]["psnr"] == pytest.approx(31.0) and table["ssl"]["8x"]["psnr_std"] == pytest.approx(1.0)
+    assert table["zero_filled"]["8x"]["ssim_std"] == 0.0 and table["jssl"]["8x"]["n"] == 3
+    (comp,) = quality.comparisons(table, [8])
+    assert comp["jssl_beats_ssl"] and comp["ssim_diff"] == pytest.approx(0.05) and comp["psnr_diff_db"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_json_markdown_and_figure(tmp_path):
+    out = tmp_path / "out"
+    assert quality.main(["--quick", "--out", str(out), "--work-dir", str(tmp_path / "runs")]) == 0
+    report = json.loads((out / "quality.json").read_text())
+    assert set(report["table"]) == set(quality.METHODS)
+    for method in quality.METHODS:
+        row = report["table"][method]["4x"]
+        assert 0 < row["ssim"] <= 1 and row["nmse"] > 0
+    assert {r["method"] for r in report["learned"]} == set(quality.LEARNED)
+    assert all(r["train_seconds"] > 0 for r in report["learned"])
+    assert report["machine"]["cpu_count"] and report["machine"]["torch"]
+    assert len(report["jssl_vs_ssl"]) == 1
+    text = (out / "quality.md").read_text()
+    for method in quality.METHODS:
+        assert f"| {quality.LABELS[method]} |" in text
+    png = (out / "quality.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # the bundle's own weights are never touched: every run wrote its model under the work dir
+    assert all(str(tmp_path / "runs") in r["model_path"] for r in report["learned"])
+    # a second start reuses the finished runs (same settings): no retraining
+    assert quality.main(["--quick", "--out", str(out), "--work-dir", str(tmp_path / "runs")]) == 0
+    again = json.loads((out / "quality.json").read_text())
+    assert [r["train_seconds"] for r in again["learned"]] == [r["train_seconds"] for r in report["learned"]]

@@ -199,8 +199,8 @@ class JSSLVarNet(nn.Module):
             pools: poolings of each cascade's U-Net (the grid is padded to a multiple of ``2**pools``).
             sens_chans: first-level channels of the sensitivity U-Net.
             sens_pools: poolings of the sensitivity U-Net.
-            use_checkpoint: recompute each cascade in the backward pass (``torch.utils.checkpoint``,
-                non-reentrant) to save activation memory while training.
+            use_checkpoint: recompute the sensitivity model and each cascade in the backward pass
+                (``torch.utils.checkpoint``, non-reentrant) to save activation memory while training.
             share_weights: one cascade (U-Net and data-consistency weight) applied ``num_cascades`` times
                 instead of independent copies.
             return_cascades: default of :meth:`forward`'s ``return_cascades``.
@@ -226,6 +226,16 @@ class JSSLVarNet(nn.Module):
     ) -> Tensor:
         """Run ``cascade`` under non-reentrant gradient checkpointing (eager mode only)."""
         return torch.utils.checkpoint.checkpoint(cascade, kspace, ref_kspace, mask, sens_maps, use_reentrant=False)
+
+    @torch.jit.unused
+    def _checkpointed_sens(self, ref_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor]) -> Tensor:
+        """Run the sensitivity model under non-reentrant gradient checkpointing (eager mode only).
+
+        It works on every coil image at full resolution, so its activations rival a cascade's.
+        """
+        return torch.utils.checkpoint.checkpoint(
+            self.sens_net, ref_kspace, mask, num_low_frequencies, use_reentrant=False
+        )
 
     def forward(
         self,
@@ -259,7 +269,10 @@ class JSSLVarNet(nn.Module):
         keep_cascades = self.return_cascades if return_cascades is None else return_cascades
         mask_f = (mask != 0).to(torch.float32)
         ref_kspace = masked_kspace.float() * mask_f
-        sens_maps = self.sens_net(ref_kspace, mask_f, num_low_frequencies)
+        if self.use_checkpoint and self.training and not torch.jit.is_scripting():
+            sens_maps = self._checkpointed_sens(ref_kspace, mask_f, num_low_frequencies)
+        else:
+            sens_maps = self.sens_net(ref_kspace, mask_f, num_low_frequencies)
         kspace = ref_kspace
         cascade_kspace: List[Tensor] = []
         for cascade in self.cascades:

@@ -321,12 +321,9 @@ def _read_report(eval_dir: Path) -> dict[str, Any]:
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
-def run_learned(settings: Mapping[str, Any], method: str, acc: int, seed: int, work_dir: Path, fresh: bool) -> dict:
-    """Train one learned method through ``train.json`` and score it through ``evaluate.json``."""
-    run_dir = work_dir / f"{method}_{acc}x_seed{seed}"
-    run_settings = {"kind": "learned", "method": method, "acceleration": acc, "seed": seed, **settings}
-    digest = _digest(run_settings)
-    result_file = run_dir / "result.json"
+def _reuse_or_reset(run_dir: Path, result_file: Path, digest: str, fresh: bool) -> dict | None:
+    """The finished result of ``run_dir`` if its settings digest matches (and not ``fresh``); otherwise
+    ``None`` after emptying ``run_dir`` for a new run."""
     if not fresh and result_file.is_file():
         cached = json.loads(result_file.read_text())
         if cached.get("digest") == digest:
@@ -335,6 +332,18 @@ def run_learned(settings: Mapping[str, Any], method: str, acc: int, seed: int, w
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    return None
+
+
+def run_learned(settings: Mapping[str, Any], method: str, acc: int, seed: int, work_dir: Path, fresh: bool) -> dict:
+    """Train one learned method through ``train.json`` and score it through ``evaluate.json``."""
+    run_dir = work_dir / f"{method}_{acc}x_seed{seed}"
+    run_settings = {"kind": "learned", "method": method, "acceleration": acc, "seed": seed, **settings}
+    digest = _digest(run_settings)
+    result_file = run_dir / "result.json"
+    cached = _reuse_or_reset(run_dir, result_file, digest, fresh)
+    if cached is not None:
+        return cached
     start = time.perf_counter()
     _run_workflow(TRAIN_CONFIG, train_overrides(settings, method, acc, seed, run_dir))
     train_s = time.perf_counter() - start
@@ -373,14 +382,9 @@ def run_classical(settings: Mapping[str, Any], methods: Sequence[str], acc: int,
     }
     digest = _digest(run_settings)
     result_file = run_dir / "result.json"
-    if not fresh and result_file.is_file():
-        cached = json.loads(result_file.read_text())
-        if cached.get("digest") == digest:
-            logger.info(f"{run_dir.name}: reusing the finished run in {run_dir}")
-            return cached
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    cached = _reuse_or_reset(run_dir, result_file, digest, fresh)
+    if cached is not None:
+        return cached
     overrides = eval_overrides(
         Path(settings["manifest"]), run_dir, acc, settings["network_size"], settings["readout_crop"], methods
     )

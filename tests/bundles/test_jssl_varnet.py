@@ -236,16 +236,18 @@ def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path):
     config = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu.json'}']"
     args = train_args(tiny_dataset, tmp_path, batch_size=1)
     args[2] = config
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-         "-m", "monai.bundle", *args],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
-    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 and "SIGABRT" in proc.stderr and not list(tmp_path.glob("checkpoints/*.pt")):
+        # seen once on a loaded 2-core machine: a gloo rank aborted while connecting, before any work;
+        # the same command is then run again (no checkpoint means no step was taken)
+        proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert (tmp_path / "model.pt").is_file()
     assert (tmp_path / "checkpoints" / "checkpoint_iteration=4.pt").is_file()
     _, runs = _runs(tmp_path)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 tracks alone
+
 
 
 def test_missing_checkpoint_stops_inference_with_one_line(tiny_dataset, tmp_path):

@@ -141,6 +141,18 @@ def _randint(rng: Rng, high: int) -> int:
     return int(rng.integers(0, high)) if isinstance(rng, np.random.Generator) else int(rng.randint(0, high))
 
 
+def _acs_column_start(
+    width: int, center_fraction: float, acceleration: float, pe_range: Sequence[int] | None
+) -> tuple[np.ndarray, tuple[int, int], int, int]:
+    """Common start of the 1-D masks: the ACS block alone ``(W,)``, the acquired range, the ACS column
+    count and how many more columns the acceleration allows."""
+    start, stop = resolve_pe_range(width, pe_range)
+    first, n_acs = acs_columns(width, center_fraction, (start, stop))
+    mask = np.zeros(width, dtype=bool)
+    mask[first : first + n_acs] = True
+    return mask, (start, stop), n_acs, _lines_budget(stop - start, n_acs, acceleration)
+
+
 def random_column_mask(
     width: int, center_fraction: float, acceleration: float, rng: Rng, pe_range: Sequence[int] | None = None
 ) -> np.ndarray:
@@ -158,12 +170,8 @@ def random_column_mask(
     Returns:
         bool ``(W,)``.
     """
-    start, stop = resolve_pe_range(width, pe_range)
-    first, n_acs = acs_columns(width, center_fraction, (start, stop))
+    mask, (start, stop), n_acs, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
     n = stop - start
-    budget = _lines_budget(n, n_acs, acceleration)
-    mask = np.zeros(width, dtype=bool)
-    mask[first : first + n_acs] = True
     free = np.arange(start, stop)
     free = free[~mask[free]]
     if free.size:
@@ -191,12 +199,8 @@ def equispaced_column_mask(
     Returns:
         bool ``(W,)``.
     """
-    start, stop = resolve_pe_range(width, pe_range)
-    first, n_acs = acs_columns(width, center_fraction, (start, stop))
+    mask, (start, stop), n_acs, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
     n = stop - start
-    budget = _lines_budget(n, n_acs, acceleration)
-    mask = np.zeros(width, dtype=bool)
-    mask[first : first + n_acs] = True
     if budget > 0:
         if acceleration * n_acs >= n:  # grid spacing undefined: fall back to the plain spacing
             spacing = (n - n_acs) / budget
@@ -236,11 +240,7 @@ def gaussian_column_mask(
     Returns:
         bool ``(W,)`` with exactly ``round(n / R)`` columns (or ``n_acs`` if larger).
     """
-    start, stop = resolve_pe_range(width, pe_range)
-    first, n_acs = acs_columns(width, center_fraction, (start, stop))
-    budget = _lines_budget(stop - start, n_acs, acceleration)
-    mask = np.zeros(width, dtype=bool)
-    mask[first : first + n_acs] = True
+    mask, (start, stop), _, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
     weights = _gaussian_weights(width, std)
     weights[:start] = 0
     weights[stop:] = 0

@@ -51,6 +51,18 @@ def _optional_int(data: Mapping, key: Hashable | None) -> int:
     return int(torch.as_tensor(data[key]).reshape(-1)[0])
 
 
+def _write_mask(transform, data: Mapping[Hashable, object], make_mask) -> dict:
+    """Shared body of the mask twins: keep an existing mask unless ``overwrite``, else write
+    ``make_mask(kspace, pe_range) -> (mask, num_acs)`` into the mask and ACS-count keys."""
+    d = dict(data)
+    if transform.mask_key in d and not transform.overwrite:
+        return d
+    for key in transform.key_iterator(d):
+        d[transform.mask_key], d[transform.num_low_frequencies_key] = make_mask(d[key], d.get(transform.pe_range_key))
+        break
+    return d
+
+
 class RandKspaceMaskd(RandomizableTransform, MapTransform):
     """Dictionary twin of :class:`RandKspaceMask`: writes ``mask_key`` and ``num_low_frequencies_key``.
 
@@ -91,15 +103,7 @@ class RandKspaceMaskd(RandomizableTransform, MapTransform):
         return self
 
     def __call__(self, data: Mapping[Hashable, object], randomize: bool = True) -> dict:
-        d = dict(data)
-        if self.mask_key in d and not self.overwrite:
-            return d
-        for key in self.key_iterator(d):
-            mask, num_acs = self.masker(d[key], d.get(self.pe_range_key), randomize=randomize)
-            d[self.mask_key] = mask
-            d[self.num_low_frequencies_key] = num_acs
-            break
-        return d
+        return _write_mask(self, data, lambda kspace, pe_range: self.masker(kspace, pe_range, randomize=randomize))
 
 
 class FixedKspaceMaskd(MapTransform):
@@ -133,16 +137,8 @@ class FixedKspaceMaskd(MapTransform):
         self.filename_key, self.slice_key, self.overwrite = filename_key, slice_key, overwrite
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        if self.mask_key in d and not self.overwrite:
-            return d
-        for key in self.key_iterator(d):
-            seed_text = f"{d[self.filename_key]}:{_optional_int(d, self.slice_key)}"
-            mask, num_acs = self.masker(d[key], seed_text, d.get(self.pe_range_key))
-            d[self.mask_key] = mask
-            d[self.num_low_frequencies_key] = num_acs
-            break
-        return d
+        seed_text = f"{data.get(self.filename_key)}:{_optional_int(data, self.slice_key)}"
+        return _write_mask(self, data, lambda kspace, pe_range: self.masker(kspace, seed_text, pe_range))
 
 
 class ApplyMaskd(MapTransform):

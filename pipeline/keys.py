@@ -16,7 +16,9 @@ class Keys(str, Enum):
     """Sample keys. ``str`` mixin so a member can be used wherever a plain key string is expected."""
 
     # --- written by the readers -------------------------------------------------------------
-    KSPACE = "kspace"  # (C, H, W, 2) float32, k-space as stored (fully sampled or already subsampled)
+    # (C, H, W, 2) float32, k-space as stored (fully sampled or already subsampled); never overwritten by a
+    # transform. It is the loss reference: on the whole grid (SL) or only on LOSS_MASK, inside Omega (SSL).
+    KSPACE = "kspace"
     MASK = "mask"  # (1, H, W, 1) bool, acquisition mask Omega (file's own mask, or generated)
     TARGET = "target"  # (1, Hr, Wr) float32, reference magnitude image (RSS / ESC), only where known
     FILENAME = "filename"  # str, file name (no directories): identifies the volume

@@ -1,32 +1,42 @@
-"""Training and evaluation engines (MONAI/Ignite)."""
+"""Training and evaluation engines (MONAI/Ignite), the training-mode table and batch helpers."""
 
+from pipeline.engines.batching import autocast_context, data_range, intensity_scale, loss_arguments, network_inputs
 from pipeline.engines.evaluator import ReconstructionEvaluator
-from pipeline.engines.interleave import MODE_BRANCHES, InterleavedLoader, schedule_from_ratio
+from pipeline.engines.interleave import InterleavedLoader, schedule_from_ratio
+from pipeline.engines.modes import MODES, TrainingMode, branch_sections, training_mode, uses_branch
 from pipeline.engines.startup import (
     ConfigError,
+    ensure_demo_data,
     finalize_distributed,
     init_distributed,
     is_not_rank0,
     preflight,
     seed_everything,
-    sl_section,
     wrap_ddp,
 )
-from pipeline.engines.trainer import JSSLTrainer, autocast_context
+from pipeline.engines.trainer import JSSLTrainer
 
 __all__ = [
+    "MODES",
     "ConfigError",
-    "finalize_distributed",
-    "init_distributed",
-    "is_not_rank0",
-    "preflight",
-    "seed_everything",
-    "sl_section",
-    "wrap_ddp",
-    "MODE_BRANCHES",
     "InterleavedLoader",
     "JSSLTrainer",
     "ReconstructionEvaluator",
+    "TrainingMode",
     "autocast_context",
+    "branch_sections",
+    "data_range",
+    "ensure_demo_data",
+    "finalize_distributed",
+    "init_distributed",
+    "intensity_scale",
+    "is_not_rank0",
+    "loss_arguments",
+    "network_inputs",
+    "preflight",
     "schedule_from_ratio",
+    "seed_everything",
+    "training_mode",
+    "uses_branch",
+    "wrap_ddp",
 ]

@@ -16,20 +16,13 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from pipeline.baselines import BASELINES
-from pipeline.engines.trainer import autocast_context, batch_recon_size, network_inputs
+from pipeline.engines.batching import autocast_context, intensity_scale, network_inputs, recon_size
 from pipeline.keys import Keys
 from pipeline.physics import center_crop
+from pipeline.transforms import denormalize
 
 #: Batch keys passed through to ``engine.state.output`` for metrics and writers.
 PASSTHROUGH = (Keys.FILENAME, Keys.SLICE, Keys.NUM_SLICES, Keys.MAX, Keys.RECON_SIZE)
-
-
-def _per_sample_scale(batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
-    """``(B, 1, 1, 1)`` intensity scale of each sample (1 when the pipeline did not normalise)."""
-    scale = batch.get(Keys.SCALE)
-    if scale is None:
-        return torch.ones(1, 1, 1, 1, device=device)
-    return torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1, 1)
 
 
 class ReconstructionEvaluator(SupervisedEvaluator):
@@ -89,22 +82,22 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         device = engine.state.device
-        recon_size = batch_recon_size(batchdata)
-        scale = _per_sample_scale(batchdata, device)
+        crop = recon_size(batchdata)
+        scale = intensity_scale(batchdata, device)
         output: dict[str, Any] = {key: batchdata[key] for key in PASSTHROUGH if key in batchdata}
         if Keys.TARGET in batchdata:
-            output[Keys.TARGET] = batchdata[Keys.TARGET].to(device) * scale
+            output[Keys.TARGET] = denormalize(batchdata[Keys.TARGET].to(device), scale)
         if engine.has_network:
             kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
             engine.network.eval()
             with torch.no_grad(), autocast_context(device, engine.precision):
                 result = engine.network(kspace_in, mask_in, nlf)
-            output[Keys.PRED] = center_crop(result.image.float(), recon_size).unsqueeze(1) * scale
+            output[Keys.PRED] = denormalize(center_crop(result.image.float(), crop).unsqueeze(1), scale)
         for name in engine.baselines:
             kspace = batchdata[Keys.MASKED_KSPACE]
             mask = batchdata[Keys.INPUT_MASK]
-            images = [BASELINES[name](kspace[i], mask[i], recon_size) for i in range(kspace.shape[0])]
-            output[name] = torch.stack(images).unsqueeze(1).to(device) * scale
+            images = [BASELINES[name](kspace[i], mask[i], crop) for i in range(kspace.shape[0])]
+            output[name] = denormalize(torch.stack(images).unsqueeze(1).to(device), scale)
         engine.state.output = output
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)

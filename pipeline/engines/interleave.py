@@ -12,18 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from pipeline.engines.modes import training_mode
 from pipeline.keys import Keys
-
-BRANCHES = ("sl", "ssl")
-
-#: Which loaders (by branch name) each training mode draws from. ``sl_target`` is the retrospective
-#: oracle: supervised training on target data that happens to have references.
-MODE_BRANCHES: dict[str, tuple[str, ...]] = {
-    "sl": ("sl",),
-    "ssl": ("ssl",),
-    "jssl": ("sl", "ssl"),
-    "sl_target": ("sl",),
-}
 
 
 def schedule_from_ratio(ratio: Mapping[str, int]) -> list[str]:
@@ -54,7 +44,7 @@ class InterleavedLoader:
 
     Args:
         loaders: branch name (``"sl"``/``"ssl"``) -> DataLoader; a ``None`` value means "not built".
-        mode: one of :data:`MODE_BRANCHES`; selects the branches that train.
+        mode: a training mode of :mod:`pipeline.engines.modes`; selects the branches that train.
         ratio: steps per branch in one period, e.g. ``{"sl": 1, "ssl": 1}``; ignored if ``schedule`` is given.
             Branches not used by ``mode`` are dropped from the ratio.
         schedule: an explicit repeating pattern of branch names, e.g. ``["sl", "ssl", "ssl"]``.
@@ -73,9 +63,7 @@ class InterleavedLoader:
         schedule: Sequence[str] | None = None,
         epoch_length: int | None = None,
     ) -> None:
-        if mode not in MODE_BRANCHES:
-            raise ValueError(f"unknown training mode {mode!r}; choose one of {sorted(MODE_BRANCHES)}")
-        needed = MODE_BRANCHES[mode]
+        needed = training_mode(mode).branches
         for name in needed:
             loader = loaders.get(name)
             if loader is None:

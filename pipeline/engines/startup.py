@@ -15,10 +15,8 @@ import torch
 import torch.distributed as dist
 
 from pipeline.data.errors import DataError
-from pipeline.engines.interleave import MODE_BRANCHES, schedule_from_ratio
-
-#: Manifest section that feeds the supervised branch in each mode.
-SL_SECTIONS = {"sl": "proxy", "jssl": "proxy", "ssl": "proxy", "sl_target": "target_reference"}
+from pipeline.engines.interleave import schedule_from_ratio
+from pipeline.engines.modes import branch_sections, training_mode
 
 
 class ConfigError(SystemExit):
@@ -28,11 +26,21 @@ class ConfigError(SystemExit):
         super().__init__(f"error: {message}")
 
 
-def sl_section(mode: str) -> str:
-    """Manifest section of the supervised branch: ``proxy``, or ``target_reference`` for the ``sl_target`` oracle."""
-    if mode not in MODE_BRANCHES:
-        raise ConfigError(f"unknown --mode {mode!r}; choose one of {sorted(MODE_BRANCHES)}")
-    return SL_SECTIONS[mode]
+def ensure_demo_data(manifest: str | os.PathLike, data_root: str | os.PathLike | None = None) -> None:
+    """Simulate the manifest's demo files when they are missing (rank 0 writes, every rank waits).
+
+    A bundle step of its own (``initialize``), run before :func:`preflight` when ``generate_demo_data``
+    is set; it never touches a manifest that was not made by the simulator.
+    """
+    if idist.get_rank() == 0:
+        from pipeline.data.simulate import ensure_dataset
+
+        try:
+            ensure_dataset(manifest, data_root)
+        except (DataError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+    if idist.get_world_size() > 1:
+        idist.barrier()
 
 
 def is_not_rank0() -> bool:
@@ -44,27 +52,25 @@ def preflight(
     mode: str,
     manifest: str | os.PathLike,
     data_root: str | os.PathLike | None = None,
-    sl_section: str = "proxy",
     target_section: str = "target",
+    network: str = "varnet",
     network_size: str | None = None,
     tracking_uri: str | None = None,
-    generate_demo_data: bool = False,
     ratio: Mapping[str, int] | None = None,
     ckpt_path: str | os.PathLike | None = None,
     sections: tuple[str, ...] = ("validation",),
     device: torch.device | None = None,
 ) -> None:
-    """Check a run's settings and data before anything is built.
+    """Check a run's settings and data before anything is built; create nothing.
 
     Args:
         mode: training mode (``sl``, ``ssl``, ``jssl``, ``sl_target``) or ``"eval"`` for inference/evaluation.
         manifest: the datalist JSON.
         data_root: overrides the manifest's data root.
-        sl_section: section of the supervised branch.
-        target_section: section of the self-supervised branch.
-        network_size: a name from :data:`pipeline.networks.presets.VARNET_SIZES`.
+        target_section: section of the self-supervised branch (the supervised one follows from ``mode``).
+        network: a name from the network registry (:data:`pipeline.networks.NETWORKS`).
+        network_size: a size of that network.
         tracking_uri: MLflow URI that must open.
-        generate_demo_data: build the manifest's files from the demo preset when they are missing.
         ratio: SL:SSL steps (not all zero).
         ckpt_path: a checkpoint that must exist (inference / evaluation).
         sections: further manifest sections that must be present and readable.
@@ -76,34 +82,28 @@ def preflight(
     """
     from pipeline.data.datasets import expand_slices
     from pipeline.data.manifests import load_manifest
-    from pipeline.networks.presets import VARNET_SIZES
+    from pipeline.networks import network_spec
 
-    if mode != "eval" and mode not in MODE_BRANCHES:
-        raise ConfigError(f"unknown --mode {mode!r}; choose one of {sorted(MODE_BRANCHES)}")
-    if network_size is not None and network_size not in VARNET_SIZES:
-        raise ConfigError(f"unknown --network_size {network_size!r}; choose one of {sorted(VARNET_SIZES)}")
+    try:
+        branches = training_mode(mode).branches if mode != "eval" else ()
+        spec = network_spec(network)
+    except ValueError as err:
+        raise ConfigError(str(err).replace("unknown network", "unknown --network")) from None
+    if network_size is not None and network_size not in spec.sizes:
+        raise ConfigError(f"unknown --network_size {network_size!r} for {network}; choose one of {sorted(spec.sizes)}")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"checkpoint {ckpt_path} does not exist: train the bundle first or set --ckpt_path")
     if not Path(manifest).is_file():
         raise ConfigError(f"manifest {manifest} does not exist: set --manifest to a MONAI datalist JSON")
-    branches = MODE_BRANCHES.get(mode, ())
     if ratio is not None and branches:
         try:
             schedule_from_ratio({b: int(ratio.get(b, 1)) for b in branches})
         except ValueError as err:
             raise ConfigError(f"--sl_ssl_ratio: {err}") from None
     try:
-        if generate_demo_data and idist.get_rank() == 0:
-            from pipeline.data.simulate import ensure_dataset
-
-            ensure_dataset(manifest, data_root)
-        if idist.get_world_size() > 1:
-            idist.barrier()
         needed = list(sections)
-        if "sl" in branches:
-            needed.append(sl_section)
-        if "ssl" in branches:
-            needed.append(target_section)
+        if branches:
+            needed.extend(branch_sections(mode, target_section).values())
         for section in dict.fromkeys(needed):
             items = load_manifest(manifest, section, data_root)
             expand_slices(items, on_error="raise")

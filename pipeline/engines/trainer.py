@@ -8,7 +8,6 @@ Lambda. Which branch a batch belongs to is written into it by :class:`~pipeline.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,43 +16,8 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 
+from pipeline.engines.batching import autocast_context, loss_arguments, network_inputs
 from pipeline.keys import Keys
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``precision`` in ``{"fp32", "bf16", "fp16"}`` (a no-op for fp32).
-
-    Raises:
-        ValueError: for an unknown precision, or fp16 on a CPU (unsupported there; use bf16).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA device; use 'bf16' on a CPU")
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def network_inputs(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> tuple:
-    """The network's arguments from a batch: ``(masked_kspace (B,C,H,W,2), input_mask (B,1,H,W,1), num_low_frequencies (B,))``."""
-    kspace = batch[Keys.MASKED_KSPACE].to(device, non_blocking=non_blocking)
-    mask = batch[Keys.INPUT_MASK].to(device, non_blocking=non_blocking)
-    nlf = batch.get(Keys.NUM_LOW_FREQUENCIES)
-    if nlf is not None:
-        nlf = torch.as_tensor(nlf).to(device=device, dtype=torch.long)
-    return kspace, mask, nlf
-
-
-def batch_recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:
-    """The ``(Hr, Wr)`` crop of a batch (all samples must share it)."""
-    sizes = torch.as_tensor(batch[Keys.RECON_SIZE]).reshape(-1, 2)
-    if not bool((sizes == sizes[0]).all()):
-        raise ValueError(f"a batch mixes recon sizes {sizes.tolist()}; use batch_size=1 for such data")
-    return int(sizes[0, 0]), int(sizes[0, 1])
 
 
 def _check_no_leak(kspace_in: torch.Tensor, input_mask: torch.Tensor, loss_mask: torch.Tensor) -> None:
@@ -77,11 +41,11 @@ class JSSLTrainer(SupervisedTrainer):
         max_epochs: epochs of ``epoch_length`` steps.
         train_data_loader: an iterable of single-domain batches carrying ``Keys.BRANCH``
             (:class:`~pipeline.engines.InterleavedLoader`).
-        network: returns a :class:`~pipeline.networks.VarNetOutput` from
+        network: returns a :class:`~pipeline.networks.ReconstructionOutput` from
             ``(masked_kspace, input_mask, num_low_frequencies)``.
         optimizer: the optimiser.
-        losses: branch name -> loss with signature ``(output, ref_kspace, ref_image, kspace_mask, data_range, crop_size)
-            -> (total, {term: value})``.
+        losses: branch name -> loss called as ``loss(output, **loss_arguments(batch))`` (see
+            :func:`pipeline.engines.batching.loss_arguments`), returning ``(total, {term: value})``.
         branch_weights: multiplies each branch's loss (default 1 for every branch).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a gradient scaler; CUDA only).
         grad_clip_norm: clip the global gradient norm to this value (``None``: no clipping).
@@ -139,18 +103,9 @@ class JSSLTrainer(SupervisedTrainer):
             raise ValueError(f"batch of branch {branch!r} but losses are configured only for {sorted(engine.losses)}")
         device = engine.state.device
         kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
-        ref_kspace = batchdata[Keys.KSPACE].to(device, non_blocking=engine.non_blocking)
-        loss_mask = batchdata.get(Keys.LOSS_MASK)
+        loss_kwargs = loss_arguments(batchdata, device, engine.non_blocking)
         if branch == "ssl":
-            if loss_mask is None:
-                raise ValueError("a self-supervised batch needs an SSDU loss mask (Keys.LOSS_MASK)")
-            loss_mask = loss_mask.to(device)
-            _check_no_leak(kspace_in, mask_in, loss_mask)
-            ref_image = None
-        else:
-            loss_mask = None
-            ref_image = batchdata[Keys.TARGET].to(device)
-        data_range = None if ref_image is None else ref_image.flatten(1).amax(dim=1)
+            _check_no_leak(kspace_in, mask_in, loss_kwargs["kspace_mask"])
 
         engine.state.output = {}
         engine.network.train()
@@ -158,9 +113,7 @@ class JSSLTrainer(SupervisedTrainer):
         with autocast_context(device, engine.precision):
             output = engine.network(kspace_in, mask_in, nlf)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        loss, terms = engine.losses[branch](
-            output, ref_kspace, ref_image, loss_mask, data_range, crop_size=batch_recon_size(batchdata)
-        )
+        loss, terms = engine.losses[branch](output, **loss_kwargs)
         weighted = engine.branch_weights[branch] * loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if not torch.isfinite(weighted):

@@ -6,8 +6,9 @@
 - SSL (``kspace_mask = Lambda``): k-space terms between the predicted and the measured k-space on Lambda
   only; image terms (only if weighted) between the predicted image and the RSS image of the Lambda
   k-space alone, both centre-cropped to ``crop_size`` when given (e.g. the header's recon size).
-- With ``cascade_weighting`` the k-space terms are applied to every cascade's k-space with weights
-  ``logspace(0.1 -> 1.0)`` over the cascades, normalised to sum to 1 (JSSL reference).
+- With ``cascade_weighting`` the k-space terms are applied to the k-space of every unrolled step
+  (``ReconstructionOutput.kspace_iterates``) with weights ``logspace(0.1 -> 1.0)``, normalised to sum to 1
+  (JSSL reference).
 
 Reference weights (Yiasemis et al., MIDL 2025): L1 2, SSIM 2, HFEN-L1 1, HFEN-L2 1, k-space NMAE 2,
 k-space NMSE 2 (:data:`REFERENCE_WEIGHTS`).
@@ -22,9 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.losses.terms import hfen_loss, kspace_nmae, kspace_nmse, l1_image_loss, ssim_loss
-from pipeline.networks.varnet import VarNetOutput
-from pipeline.physics.coils import center_crop, rss
-from pipeline.physics.fft import ifft2c
+from pipeline.networks.output import ReconstructionOutput
+from pipeline.physics.coils import center_crop, rss_image
 
 IMAGE_TERMS = ("l1", "ssim", "hfen_l1", "hfen_l2")
 KSPACE_TERMS = ("kspace_nmse", "kspace_nmae")
@@ -44,16 +44,16 @@ _KSPACE_FNS: dict[str, Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]] = {
 }
 
 
-def cascade_weights(num_cascades: int) -> Tensor:
-    """Weights of the cascades' k-space losses: ``logspace`` from 0.1 to 1.0, normalised to sum 1.
+def iterate_weights(num_iterates: int) -> Tensor:
+    """Weights of the unrolled steps' k-space losses: ``logspace`` from 0.1 to 1.0, normalised to sum 1.
 
     Args:
-        num_cascades: number of cascade outputs, >= 1.
+        num_iterates: number of step outputs (cascades / iterations), >= 1.
 
     Returns:
-        float32 ``(num_cascades,)``, increasing, ``[1.0]`` for a single cascade.
+        float32 ``(num_iterates,)``, increasing, ``[1.0]`` for a single step.
     """
-    weights = torch.logspace(-1.0, 0.0, steps=num_cascades)
+    weights = torch.logspace(-1.0, 0.0, steps=num_iterates)
     return weights / weights.sum()
 
 
@@ -62,7 +62,7 @@ class JointLoss(nn.Module):
 
     Example:
         >>> kspace = torch.randn(1, 2, 16, 16, 2)
-        >>> output = VarNetOutput(kspace, rss(ifft2c(kspace)), torch.ones_like(kspace), [])
+        >>> output = ReconstructionOutput(kspace, rss_image(kspace), torch.ones_like(kspace), [])
         >>> total, terms = JointLoss({"l1": 1.0, "kspace_nmse": 2.0})(output, kspace)
         >>> float(total), sorted(terms)
         (0.0, ['kspace_nmse', 'l1'])
@@ -74,8 +74,8 @@ class JointLoss(nn.Module):
         Args:
             weights: term name -> weight (>= 0); names from :data:`TERMS`. Zero-weight terms are skipped.
             cascade_weighting: apply the k-space terms to every cascade's k-space
-                (``VarNetOutput.cascade_kspace``, network called with ``return_cascades=True``) with
-                :func:`cascade_weights`.
+                (``ReconstructionOutput.kspace_iterates``, network called with ``return_iterates=True``) with
+                :func:`iterate_weights`.
 
         Raises:
             ValueError: unknown term name, negative or non-finite weight, or no positive weight.
@@ -94,7 +94,7 @@ class JointLoss(nn.Module):
 
     def forward(
         self,
-        output: VarNetOutput,
+        output: ReconstructionOutput,
         ref_kspace: Tensor,
         ref_image: Optional[Tensor] = None,
         kspace_mask: Optional[Tensor] = None,
@@ -104,7 +104,7 @@ class JointLoss(nn.Module):
         """Compute the weighted loss.
 
         Args:
-            output: the network's :class:`~pipeline.networks.VarNetOutput`.
+            output: the network's :class:`~pipeline.networks.ReconstructionOutput`.
             ref_kspace: reference k-space ``(B, C, H, W, 2)``: fully sampled (SL) or as measured (SSL).
             ref_image: SL only: reference magnitude image ``(B, 1, Hr, Wr)`` (the prediction is
                 centre-cropped to its size); ``None`` = RSS of ``ref_kspace`` on the full grid.
@@ -128,13 +128,13 @@ class JointLoss(nn.Module):
         kspace_names = [name for name in KSPACE_TERMS if name in self.weights]
         if kspace_names:
             if self.cascade_weighting:
-                if not output.cascade_kspace:
+                if not output.kspace_iterates:
                     raise ValueError("cascade_weighting needs the per-cascade k-space: call the network with "
-                                     "return_cascades=True")
-                predictions = list(output.cascade_kspace)
+                                     "return_iterates=True")
+                predictions = list(output.kspace_iterates)
             else:
                 predictions = [output.kspace]
-            step_weights = cascade_weights(len(predictions)).tolist()
+            step_weights = iterate_weights(len(predictions)).tolist()
             for name in kspace_names:
                 fn = _KSPACE_FNS[name]
                 terms[name] = sum(w * fn(k.float(), ref_kspace, kspace_mask) for w, k in zip(step_weights, predictions))
@@ -168,12 +168,12 @@ class JointLoss(nn.Module):
             if ref_image is not None:
                 raise ValueError("ref_image must be None in the SSL branch (kspace_mask given): the reference "
                                  "image is made from the Lambda k-space; pass crop_size to crop")
-            target = rss(ifft2c(ref_kspace * kspace_mask.to(ref_kspace))).unsqueeze(1)  # (B, 1, H, W)
+            target = rss_image(ref_kspace * kspace_mask.to(ref_kspace)).unsqueeze(1)  # (B, 1, H, W)
         elif ref_image is not None:
             target = ref_image.float()
             crop_size = target.shape[-2:]
         else:
-            target = rss(ifft2c(ref_kspace)).unsqueeze(1)
+            target = rss_image(ref_kspace).unsqueeze(1)
         if crop_size is not None:
             pred, target = center_crop(pred, crop_size), center_crop(target, crop_size)
         return pred, target

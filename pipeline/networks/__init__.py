@@ -1,17 +1,23 @@
-"""Unrolled E2E-VarNet for JSSL (no training code): network, sensitivity model and U-Nets."""
+"""Unrolled reconstruction networks (no training code), their shared parts and the network registry."""
 
-from pipeline.networks.presets import VARNET_SIZES, build_varnet
+from pipeline.networks.output import ReconstructionOutput
+from pipeline.networks.registry import NETWORKS, NetworkSpec, build_network, network_spec, register_network
+from pipeline.networks.sensitivity import SensitivityModel, acs_column_window
 from pipeline.networks.unet import NormUnet, Unet
-from pipeline.networks.varnet import JSSLVarNet, SensitivityModel, VarNetCascade, VarNetOutput, acs_column_window
+from pipeline.networks.varnet import VARNET_SIZES, VarNet, VarNetBlock
 
 __all__ = [
-    "JSSLVarNet",
+    "NETWORKS",
+    "NetworkSpec",
     "NormUnet",
+    "ReconstructionOutput",
     "SensitivityModel",
     "Unet",
-    "VarNetCascade",
     "VARNET_SIZES",
-    "VarNetOutput",
+    "VarNet",
+    "VarNetBlock",
     "acs_column_window",
-    "build_varnet",
+    "build_network",
+    "network_spec",
+    "register_network",
 ]

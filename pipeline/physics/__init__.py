@@ -9,12 +9,29 @@ from pipeline.physics.complex import (
     to_complex_numpy,
     to_tensor,
 )
-from pipeline.physics.coils import center_crop, complex_center_crop, rss, sense_expand, sense_reduce
+from pipeline.physics.acs import acs_block, acs_columns, acs_slice, acs_start, centre_run
+from pipeline.physics.coils import (
+    center_crop,
+    complex_center_crop,
+    normalize_sens_maps,
+    rss,
+    rss_image,
+    sense_expand,
+    sense_reduce,
+)
 from pipeline.physics.fft import fft2c, ifft2c
-from pipeline.physics.operators import MultiCoilOperator
+from pipeline.physics.operators import adjoint_operator, forward_operator
 
 __all__ = [
-    "MultiCoilOperator",
+    "acs_block",
+    "acs_columns",
+    "acs_slice",
+    "acs_start",
+    "centre_run",
+    "normalize_sens_maps",
+    "rss_image",
+    "adjoint_operator",
+    "forward_operator",
     "center_crop",
     "check_complex",
     "complex_center_crop",

@@ -10,7 +10,6 @@ from pipeline.transforms.array import (
     CenterCrop,
     EstimateSensitivity,
     FixedKspaceMask,
-    InverseNormalize,
     NormalizeKspace,
     RandKspaceMask,
     RandSSDUSplit,
@@ -24,7 +23,6 @@ from pipeline.transforms.dictionary import (
     CenterCropd,
     EstimateSensitivityd,
     FixedKspaceMaskd,
-    InverseNormalized,
     NormalizeKspaced,
     RandKspaceMaskd,
     RandSSDUSplitd,
@@ -32,7 +30,7 @@ from pipeline.transforms.dictionary import (
     SenseCombined,
     ZeroFilledd,
 )
-from pipeline.transforms.masks import MASK_TYPES, generate_mask, seed_from_string
+from pipeline.transforms.masks import MASK_TYPES, generate_mask, stable_seed
 from pipeline.transforms.sensitivity import acs_sensitivity_maps, espirit_maps
 from pipeline.transforms.ssdu import ssdu_split
 
@@ -46,8 +44,6 @@ __all__ = [
     "EstimateSensitivityd",
     "FixedKspaceMask",
     "FixedKspaceMaskd",
-    "InverseNormalize",
-    "InverseNormalized",
     "NormalizeKspace",
     "NormalizeKspaced",
     "RandKspaceMask",
@@ -64,6 +60,6 @@ __all__ = [
     "denormalize",
     "espirit_maps",
     "generate_mask",
-    "seed_from_string",
+    "stable_seed",
     "ssdu_split",
 ]

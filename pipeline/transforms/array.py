@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from monai.transforms import RandomizableTransform, Transform
 
-from pipeline.physics import center_crop, complex_abs, fft2c, ifft2c, rss, sense_reduce
-from pipeline.transforms.masks import COLUMN_MASK_TYPES, MASK_TYPES, generate_mask, seed_from_string
-from pipeline.transforms.sensitivity import acs_sensitivity_maps, detect_acs, espirit_maps
+from pipeline.physics import acs_block, center_crop, complex_abs, fft2c, ifft2c, rss_image, sense_reduce
+from pipeline.transforms.masks import COLUMN_MASK_TYPES, MASK_TYPES, generate_mask, stable_seed
+from pipeline.transforms.sensitivity import acs_sensitivity_maps, espirit_maps
 from pipeline.transforms.ssdu import SELECTIONS, check_q, ssdu_split
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "CenterCrop",
     "EstimateSensitivity",
     "FixedKspaceMask",
-    "InverseNormalize",
     "NormalizeKspace",
     "RandKspaceMask",
     "RandSSDUSplit",
@@ -162,7 +161,7 @@ class RandKspaceMask(RandomizableTransform):
 
 
 class FixedKspaceMask(Transform):
-    """Deterministic mask seeded by ``seed_from_string(f"{filename}:{slice_idx}")`` (validation / target data).
+    """Deterministic mask seeded by ``stable_seed(f"{filename}:{slice_idx}")`` (validation / target data).
 
     The same file and slice always get the same mask, across epochs, workers, processes and machines.
     Uses a private ``RandomState``; global RNG state is never touched.
@@ -190,7 +189,7 @@ class FixedKspaceMask(Transform):
             ``(mask, num_low_frequencies)``: bool ``(1, H, W, 1)`` and the ACS column count.
         """
         check_kspace(kspace)
-        rng = np.random.RandomState(seed_from_string(seed_text))
+        rng = np.random.RandomState(stable_seed(seed_text))
         mask, num_acs = self.spec.draw((int(kspace.shape[-3]), int(kspace.shape[-2])), rng, _as_pe_range(pe_range))
         return to_mask_tensor(mask), num_acs
 
@@ -264,7 +263,7 @@ class RandSSDUSplit(RandomizableTransform):
         if self.center_block != "acs":
             return int(self.center_block[0]), int(self.center_block[1])
         h, w = omega.shape
-        width = int(num_low_frequencies) if num_low_frequencies > 0 else detect_acs(omega)[1]
+        width = int(num_low_frequencies) if num_low_frequencies > 0 else acs_block(torch.from_numpy(omega))[1]
         return h, width
 
     def randomize(self, omega: np.ndarray, num_low_frequencies: int = 0) -> None:
@@ -359,7 +358,7 @@ class EstimateSensitivity(Transform):
 
 
 class ZeroFilled(Transform):
-    """Zero-filled RSS image: ``rss(ifft2c(masked_kspace))`` centre-cropped to the recon size.
+    """Zero-filled RSS image :func:`pipeline.physics.rss_image` of the masked k-space, centre-cropped.
 
     Example:
         >>> ZeroFilled()(torch.zeros(3, 16, 12, 2), (8, 8)).shape
@@ -373,8 +372,7 @@ class ZeroFilled(Transform):
             magnitude ``(1, Hr, Wr)`` float32, in k-space units.
         """
         check_kspace(kspace)
-        image = rss(ifft2c(kspace))
-        return center_crop(image, _crop_size(recon_size, image.shape)).unsqueeze(0)
+        return rss_image(kspace, recon_size).unsqueeze(0)
 
 
 class SenseCombine(Transform):
@@ -485,7 +483,7 @@ class NormalizeKspace(Transform):
     def compute_scale(self, kspace: torch.Tensor) -> float:
         """Scale ``> 0`` (k-space units) of ``kspace`` ``(C, H, W, 2)``."""
         check_kspace(kspace)
-        magnitude = rss(ifft2c(kspace)).reshape(-1).double()
+        magnitude = rss_image(kspace).reshape(-1).double()
         if self.statistic == "max":
             scale = float(magnitude.max())
         else:
@@ -504,12 +502,3 @@ def denormalize(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
     if scale.ndim == 1 and x.ndim > 1 and scale.shape[0] == x.shape[0]:
         scale = scale.reshape(-1, *([1] * (x.ndim - 1)))
     return x * scale
-
-
-class InverseNormalize(Transform):
-    """Array form of :func:`denormalize`: bring outputs back to the input's units."""
-
-    def __call__(self, x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
-        """Args: x any shape; scale float or ``(B,)``. Returns ``x * scale``."""
-        return denormalize(x, scale)
-

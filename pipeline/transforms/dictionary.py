@@ -20,7 +20,6 @@ from pipeline.transforms.array import (
     CenterCrop,
     EstimateSensitivity,
     FixedKspaceMask,
-    InverseNormalize,
     NormalizeKspace,
     RandKspaceMask,
     RandSSDUSplit,
@@ -34,7 +33,6 @@ __all__ = [
     "CenterCropd",
     "EstimateSensitivityd",
     "FixedKspaceMaskd",
-    "InverseNormalized",
     "NormalizeKspaced",
     "RandKspaceMaskd",
     "RandSSDUSplitd",
@@ -269,7 +267,7 @@ class EstimateSensitivityd(MapTransform):
 
 
 class ZeroFilledd(MapTransform):
-    """Dictionary twin of :class:`ZeroFilled`: ``output_key = crop(rss(ifft2c(d[key])))`` ``(1, Hr, Wr)``.
+    """Dictionary twin of :class:`ZeroFilled`: ``output_key`` = zero-filled RSS of ``d[key]``, ``(1, Hr, Wr)``.
 
     Args:
         keys: masked k-space key, default ``Keys.MASKED_KSPACE``.
@@ -405,7 +403,9 @@ class NormalizeKspaced(MapTransform):
 
     Args:
         keys: tensors divided by the scale, default ``(KSPACE, MASKED_KSPACE, TARGET)``.
-        source_key: the network input k-space the scale is computed from (default ``MASKED_KSPACE``).
+        source_key: the k-space the scale is computed from (default ``MASKED_KSPACE``, the network input).
+        source_mask_key: if given, the source is multiplied by this mask first, e.g. ``MASK`` (Omega) to
+            take the scale of the acquired data from the stored k-space of a self-supervised sample.
         scale_key: output scale (float, k-space units).
         statistic, percentile: see :class:`NormalizeKspace`.
         allow_missing_keys: skip missing ``keys`` (default ``True``: target-domain samples have no ``TARGET``).
@@ -415,6 +415,7 @@ class NormalizeKspaced(MapTransform):
         self,
         keys: KeysCollection = (Keys.KSPACE, Keys.MASKED_KSPACE, Keys.TARGET),
         source_key: Hashable = Keys.MASKED_KSPACE,
+        source_mask_key: Hashable | None = None,
         scale_key: Hashable = Keys.SCALE,
         statistic: str = "percentile",
         percentile: float = 99.0,
@@ -422,29 +423,15 @@ class NormalizeKspaced(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.normalizer = NormalizeKspace(statistic, percentile)
-        self.source_key, self.scale_key = source_key, scale_key
+        self.source_key, self.source_mask_key, self.scale_key = source_key, source_mask_key, scale_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
-        scale = self.normalizer.compute_scale(d[self.source_key])
+        source = d[self.source_key]
+        if self.source_mask_key is not None:
+            source = source * d[self.source_mask_key]
+        scale = self.normalizer.compute_scale(source)
         for key in self.key_iterator(d):
             d[key] = d[key] / scale
         d[self.scale_key] = scale
-        return d
-
-
-class InverseNormalized(MapTransform):
-    """Multiply ``keys`` (e.g. ``Keys.PRED``) by ``d[scale_key]``: outputs back in the input's units."""
-
-    def __init__(
-        self, keys: KeysCollection = Keys.PRED, scale_key: Hashable = Keys.SCALE, allow_missing_keys: bool = False
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.inverse = InverseNormalize()
-        self.scale_key = scale_key
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.inverse(d[key], d[self.scale_key])
         return d

@@ -12,8 +12,8 @@ Conventions shared by all generators:
   never-acquired padding band and are never sampled. The acceleration ``R`` is counted on acquired
   columns (1-D) or acquired points (2-D) only: a mask keeps about ``n_acquired / R`` of them.
 - ``center_fraction`` is a fraction in ``[0, 1]`` of the acquired width ``n = stop - start``; the ACS
-  block has exactly ``round(n * center_fraction)`` columns, centred as in fastMRI (first column
-  ``(W - n_acs + 1) // 2``). 2-D masks get a fully sampled centre block of
+  block has exactly ``round(n * center_fraction)`` columns, centred on the k-space centre as in fastMRI
+  (:func:`pipeline.physics.acs.acs_start`). 2-D masks get a fully sampled centre block of
   ``round(H * cf) x round(n * cf)`` points.
 """
 
@@ -24,22 +24,36 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.physics.acs import acs_start
+
 Rng = np.random.Generator | np.random.RandomState
 
 COLUMN_MASK_TYPES = ("random", "equispaced", "gaussian1d")
 MASK_TYPES = COLUMN_MASK_TYPES + ("gaussian2d", "poisson", "radial", "spiral")
 
 
-def seed_from_string(text: str) -> int:
-    """Stable 32-bit seed from a string (sha256; identical across processes, machines and Python runs).
+def stable_seed(text: str, bits: int = 32) -> int:
+    """Stable seed from a string (sha256; identical across processes, machines and Python runs).
+
+    Unlike ``hash`` it is not salted per process. The seed is the first ``ceil(bits / 8)`` bytes of the
+    digest, little-endian, shifted right to ``bits`` bits.
 
     Args:
         text: e.g. ``f"{filename}:{slice_idx}"``.
+        bits: 32 for ``numpy.random.RandomState`` (which needs ``< 2**32``), up to 64 for ``default_rng``.
 
     Returns:
-        An integer in ``[0, 2**32)``, usable as a ``numpy.random.RandomState`` / ``default_rng`` seed.
+        An integer in ``[0, 2**bits)``.
+
+    Example:
+        >>> stable_seed("file1000.h5:17")
+        3351509901
     """
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "little")
+    if not 1 <= bits <= 256:
+        raise ValueError(f"bits must lie in [1, 256], got {bits}")
+    n_bytes = -(-bits // 8)
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:n_bytes], "little") >> (8 * n_bytes - bits)
 
 
 def resolve_pe_range(width: int, pe_range: Sequence[int] | None) -> tuple[int, int]:
@@ -68,7 +82,7 @@ def _check_center_fraction(center_fraction: float) -> float:
     return float(center_fraction)
 
 
-def acs_columns(width: int, center_fraction: float, pe_range: Sequence[int] | None = None) -> tuple[int, int]:
+def acs_range(width: int, center_fraction: float, pe_range: Sequence[int] | None = None) -> tuple[int, int]:
     """ACS block ``[first, first + n_acs)`` for a centre fraction of the acquired width.
 
     Args:
@@ -84,7 +98,7 @@ def acs_columns(width: int, center_fraction: float, pe_range: Sequence[int] | No
     """
     start, stop = resolve_pe_range(width, pe_range)
     n_acs = int(round((stop - start) * _check_center_fraction(center_fraction)))
-    first = (width - n_acs + 1) // 2
+    first = acs_start(width, n_acs)
     if n_acs and (first < start or first + n_acs > stop):
         raise ValueError(
             f"center_fraction={center_fraction}: ACS columns [{first}, {first + n_acs}) fall outside the "
@@ -147,7 +161,7 @@ def _acs_column_start(
     """Common start of the 1-D masks: the ACS block alone ``(W,)``, the acquired range, the ACS column
     count and how many more columns the acceleration allows."""
     start, stop = resolve_pe_range(width, pe_range)
-    first, n_acs = acs_columns(width, center_fraction, (start, stop))
+    first, n_acs = acs_range(width, center_fraction, (start, stop))
     mask = np.zeros(width, dtype=bool)
     mask[first : first + n_acs] = True
     return mask, (start, stop), n_acs, _lines_budget(stop - start, n_acs, acceleration)
@@ -201,20 +215,28 @@ def equispaced_column_mask(
     """
     mask, (start, stop), n_acs, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
     n = stop - start
-    if budget > 0:
+    if budget > 0:  # fastMRI's grid: arange(offset, n - 1, spacing)
         if acceleration * n_acs >= n:  # grid spacing undefined: fall back to the plain spacing
             spacing = (n - n_acs) / budget
         else:
             spacing = acceleration * (n - n_acs) / (n - acceleration * n_acs)
         offset = _randint(rng, max(1, int(round(spacing))))
-        cols = np.around(np.arange(offset, n, spacing)).astype(np.int64)
-        mask[start + cols[cols < n]] = True
+        cols = np.around(np.arange(offset, n - 1, spacing)).astype(np.int64)
+        mask[start + cols] = True
     return mask
 
 
-def _gaussian_weights(size: int, std: float | None = None) -> np.ndarray:
-    """Centred Gaussian weights ``(size,)`` with ``std = (size - 1) / 3.5`` by default (jssl_method.md)."""
-    std = (size - 1) / 3.5 if std is None else std
+def gaussian_weights(size: int, std: float | None = None, std_scale: float = 3.5) -> np.ndarray:
+    """Centred Gaussian selection weights ``(size,)``, peak 1 at the k-space centre ``size // 2``.
+
+    Used by the variable-density masks and the Gaussian SSDU split (JSSL reference, ``jssl_method.md``).
+
+    Args:
+        size: samples on the axis.
+        std: standard deviation in samples; default ``(size - 1) / std_scale``.
+        std_scale: divisor of ``size - 1`` for the default ``std`` (3.5 in the reference).
+    """
+    std = (size - 1) / std_scale if std is None else std
     x = np.arange(size) - size // 2
     return np.exp(-0.5 * (x / max(std, 1e-6)) ** 2)
 
@@ -241,7 +263,7 @@ def gaussian_column_mask(
         bool ``(W,)`` with exactly ``round(n / R)`` columns (or ``n_acs`` if larger).
     """
     mask, (start, stop), _, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
-    weights = _gaussian_weights(width, std)
+    weights = gaussian_weights(width, std)
     weights[:start] = 0
     weights[stop:] = 0
     weights[mask] = 0
@@ -252,11 +274,11 @@ def gaussian_column_mask(
 def _center_block(shape: tuple[int, int], center_fraction: float, pe_range: tuple[int, int]) -> np.ndarray:
     """Fully sampled centre block ``round(H cf) x round(n cf)`` as a bool ``(H, W)`` array."""
     h, w = shape
-    first, n_acs = acs_columns(w, center_fraction, pe_range)
+    first, n_acs = acs_range(w, center_fraction, pe_range)
     n_rows = int(round(h * center_fraction))
     block = np.zeros(shape, dtype=bool)
     if n_acs and n_rows:
-        top = (h - n_rows + 1) // 2
+        top = acs_start(h, n_rows)
         block[top : top + n_rows, first : first + n_acs] = True
     return block
 
@@ -294,7 +316,7 @@ def gaussian_2d_mask(
     region = _acquired_region((h, w), rng_pe)
     budget = _lines_budget(int(region.sum()), int(mask.sum()), acceleration, what="points")
     std_h, std_w = (None, None) if std is None else (std[0], std[1])
-    weights = np.outer(_gaussian_weights(h, std_h), _gaussian_weights(w, std_w))
+    weights = np.outer(gaussian_weights(h, std_h), gaussian_weights(w, std_w))
     weights[~region | mask] = 0
     mask.flat[weighted_choice(weights, budget, rng)] = True
     return mask
@@ -518,7 +540,7 @@ def generate_mask(
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (H, W) with positive sizes, got {tuple(shape)}")
     h, w = int(shape[0]), int(shape[1])
-    _, n_acs = acs_columns(w, center_fraction, pe_range)
+    _, n_acs = acs_range(w, center_fraction, pe_range)
     if mask_type in COLUMN_MASK_TYPES:
         column_fn = {
             "random": random_column_mask,

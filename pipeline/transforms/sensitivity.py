@@ -8,49 +8,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.physics import complex_abs_sq, fft2c, ifft2c, rss, to_complex_numpy, to_tensor
+from pipeline.physics import acs_block, acs_slice, fft2c, ifft2c, normalize_sens_maps, to_complex_numpy, to_tensor
 
 
-def _run_length(line: np.ndarray, center: int) -> tuple[int, int]:
-    """Contiguous True run ``[first, stop)`` of a 1-D bool array containing ``center`` (empty if False)."""
-    if not line[center]:
-        return center, center
-    false_left = np.flatnonzero(~line[:center])
-    false_right = np.flatnonzero(~line[center:])
-    first = int(false_left[-1]) + 1 if false_left.size else 0
-    stop = center + int(false_right[0]) if false_right.size else line.size
-    return first, stop
+def _kspace_centre_slices(shape: tuple[int, int], block: tuple[int, int]) -> tuple[slice, slice]:
+    """Slices of a ``block`` of k-space whose centre sample ``b // 2`` sits on the grid centre ``N // 2``.
 
-
-def detect_acs(mask: np.ndarray) -> tuple[int, int]:
-    """Size of the fully sampled centre block of a bool ``(H, W)`` mask.
-
-    The block is the contiguous sampled run through the k-space centre ``(H // 2, W // 2)`` along the
-    centre row (width) and along the centre column (height). For a 1-D column mask the height is ``H``;
-    sampled columns adjacent to the ACS block count as ACS (pass ``num_low_frequencies`` when known).
-
-    Args:
-        mask: bool ``(H, W)``.
-
-    Returns:
-        ``(h_acs, w_acs)``, ``(0, 0)`` when the centre is not sampled.
+    This keeps the k-space origin in place when a calibration block is cut out and zero-padded back
+    (band-limited up-sampling); it is not the ACS placement (:func:`pipeline.physics.acs.acs_start`).
     """
-    h, w = mask.shape
-    first_w, stop_w = _run_length(mask[h // 2], w // 2)
-    first_h, stop_h = _run_length(mask[:, w // 2], h // 2)
-    return stop_h - first_h, stop_w - first_w
-
-
-def _block_slices(shape: tuple[int, int], block: tuple[int, int]) -> tuple[slice, slice]:
-    """Slices of a centred block (first index ``N // 2 - b // 2``, so the centre stays at ``b // 2``)."""
     (h, w), (bh, bw) = shape, block
     return slice(h // 2 - bh // 2, h // 2 - bh // 2 + bh), slice(w // 2 - bw // 2, w // 2 - bw // 2 + bw)
-
-
-def normalize_maps(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Scale maps ``(C, H, W, 2)`` so that ``sum_c |S_c|^2 = 1`` where they are non-zero (zero elsewhere)."""
-    norm = torch.sqrt(complex_abs_sq(maps).sum(dim=0, keepdim=True)).unsqueeze(-1)  # (1, H, W, 1)
-    return torch.where(norm > eps, maps / norm.clamp_min(eps), torch.zeros_like(maps))
 
 
 def acs_sensitivity_maps(
@@ -82,23 +50,21 @@ def acs_sensitivity_maps(
         raise ValueError(f"kspace must be (C, H, W, 2), got shape {tuple(kspace.shape)}")
     _, h, w, _ = kspace.shape
     if mask is None:
-        sampled = (kspace.abs().sum(dim=(0, -1)) > 0).cpu().numpy()
+        sampled = kspace.abs().sum(dim=(0, -1)) > 0
     else:
-        sampled = np.asarray(torch.as_tensor(mask).reshape(h, w).cpu().numpy(), dtype=bool)
-    block = (h, min(int(num_low_frequencies), w)) if num_low_frequencies and num_low_frequencies > 0 else (0, 0)
-    rows, cols = _block_slices((h, w), block)
-    if block[1] == 0 or not sampled[rows, cols].all():  # unknown, or not fully sampled (e.g. after an SSDU split)
-        block = detect_acs(sampled)
+        sampled = torch.as_tensor(mask).reshape(h, w).to(torch.bool).cpu()
+    n = min(int(num_low_frequencies), w) if num_low_frequencies and num_low_frequencies > 0 else 0
+    block = (h, n)
+    if n == 0 or not bool(sampled[:, acs_slice(w, n)].all()):  # unknown, or not fully sampled (SSDU split)
+        block = acs_block(sampled.cpu())
     if block[0] == 0 or block[1] == 0:
         raise ValueError(
             "kspace has no ACS lines (k-space centre not sampled): pass num_low_frequencies or use ESPIRiT maps"
         )
-    rows, cols = _block_slices((h, w), block)
+    rows, cols = acs_slice(h, block[0]), acs_slice(w, block[1])
     low = torch.zeros_like(kspace)
     low[:, rows, cols] = kspace[:, rows, cols]
-    images = ifft2c(low)
-    norm = rss(images).unsqueeze(0).unsqueeze(-1)  # (1, H, W, 1)
-    return torch.where(norm > eps, images / norm.clamp_min(eps), torch.zeros_like(images))
+    return normalize_sens_maps(ifft2c(low), eps=eps)
 
 
 def _upsample_images(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -106,7 +72,7 @@ def _upsample_images(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     small = images.shape[-2:]
     k_small = fft2c(to_tensor(np.ascontiguousarray(images.astype(np.complex64))))
     k_big = torch.zeros(images.shape[:-2] + tuple(shape) + (2,), dtype=k_small.dtype)
-    rows, cols = _block_slices(shape, small)
+    rows, cols = _kspace_centre_slices(shape, small)
     k_big[..., rows, cols, :] = k_small
     scale = float(np.sqrt(shape[0] * shape[1] / (small[0] * small[1])))
     return to_complex_numpy(ifft2c(k_big)) * scale
@@ -152,11 +118,11 @@ def espirit_maps(
         maps = EspiritCalib(
             ksp, calib_width, thresh, kernel_width, crop, max_iter, output_eigenvalue=False, show_pbar=False
         ).run()
-        return normalize_maps(to_tensor(np.asarray(maps, dtype=np.complex64)))
+        return normalize_sens_maps(to_tensor(np.asarray(maps, dtype=np.complex64)))
     if calib_block < calib_width:
         raise ValueError(f"calib_block ({calib_block}) must be >= calib_width ({calib_width})")
     block = (min(calib_block, h), min(calib_block, w))
-    rows, cols = _block_slices((h, w), block)
+    rows, cols = _kspace_centre_slices((h, w), block)
     small = EspiritCalib(
         np.ascontiguousarray(ksp[:, rows, cols]),
         min(calib_width, *block),
@@ -172,4 +138,4 @@ def espirit_maps(
     maps = _upsample_images(small, (h, w))
     support_big = _upsample_images(support.astype(np.complex64), (h, w)).real > 0.5
     maps = maps * support_big[None]
-    return normalize_maps(to_tensor(maps.astype(np.complex64)))
+    return normalize_sens_maps(to_tensor(maps.astype(np.complex64)))

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.transforms.masks import Rng, weighted_choice
+from pipeline.physics.acs import acs_slice
+from pipeline.transforms.masks import Rng, gaussian_weights, weighted_choice
 
 SELECTIONS = ("gaussian", "uniform")
 
@@ -31,7 +32,7 @@ def center_block_mask(shape: Sequence[int], block: Sequence[int]) -> np.ndarray:
     Args:
         shape: ``(W,)`` or ``(H, W)``.
         block: block size per axis (same length as ``shape``); each entry is clipped to the axis size.
-            The block starts at ``(N - b + 1) // 2`` as fastMRI's ACS block.
+            The block is placed as the ACS block (:func:`pipeline.physics.acs.acs_start`).
 
     Returns:
         bool array of ``shape``.
@@ -41,11 +42,9 @@ def center_block_mask(shape: Sequence[int], block: Sequence[int]) -> np.ndarray:
     out = np.zeros(tuple(shape), dtype=bool)
     index = []
     for n, b in zip(shape, block):
-        b = min(int(b), int(n))
-        if b < 0:
+        if int(b) < 0:
             raise ValueError(f"center_block sizes must be >= 0, got {block}")
-        first = (n - b + 1) // 2
-        index.append(slice(first, first + b))
+        index.append(acs_slice(n, b))
     out[tuple(index)] = True
     return out
 
@@ -91,11 +90,9 @@ def ssdu_split(
     else:
         weights = np.ones(omega.shape, dtype=np.float64)
         for axis, n in enumerate(omega.shape):
-            x = np.arange(n) - n // 2
-            std = max((n - 1) / std_scale, 1e-6)
             shape = [1] * omega.ndim
             shape[axis] = n
-            weights = weights * np.exp(-0.5 * (x / std) ** 2).reshape(shape)
+            weights = weights * gaussian_weights(n, std_scale=std_scale).reshape(shape)
         weights = np.where(candidates, np.maximum(weights, np.finfo(np.float64).tiny), 0.0)
     lam = np.zeros(omega.shape, dtype=bool)
     lam.flat[weighted_choice(weights.ravel(), n_lambda, rng)] = True

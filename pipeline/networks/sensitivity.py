@@ -1,0 +1,80 @@
+"""Learned coil-sensitivity estimation shared by the unrolled networks (fastMRI E2E-VarNet style).
+
+Sriram et al., "End-to-End Variational Networks for Accelerated MRI Reconstruction", MICCAI 2020: the
+sensitivities are the coil images of the ACS (low-frequency) columns of the input k-space, refined per coil
+by a :class:`~pipeline.networks.unet.NormUnet` and normalised to ``sum_c |S_c|^2 = 1``.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.networks.unet import NormUnet
+from pipeline.physics.acs import acs_columns
+from pipeline.physics.coils import normalize_sens_maps
+from pipeline.physics.fft import ifft2c
+
+
+def acs_column_window(mask: Tensor, num_low_frequencies: Optional[Tensor], batch_size: int) -> Tensor:
+    """Per-sample window of the ACS phase-encode columns used for the sensitivity estimate.
+
+    The columns come from :func:`pipeline.physics.acs.acs_columns` (header width when given, else the
+    acquired run through the centre). A sample whose centre column is not acquired uses every column
+    (its zero-filled data), so the estimate never collapses to zero.
+
+    Args:
+        mask: sampling mask ``(B, 1, H, W, 1)`` or ``(B, 1, 1, W, 1)`` (``B`` may be 1 to broadcast),
+            non-zero = sampled.
+        num_low_frequencies: ``(B,)`` or ``(1,)`` ACS widths in columns, 0 = detect; ``None`` = detect all.
+        batch_size: ``B`` of the k-space.
+
+    Returns:
+        Float32 window ``(B, 1, 1, W, 1)``, 1 on the ACS columns and 0 elsewhere.
+    """
+    width = mask.shape[-2]
+    start, stop = acs_columns(mask, num_low_frequencies)
+    start, stop = start.expand(batch_size), stop.expand(batch_size)
+    empty = stop <= start
+    start = torch.where(empty, torch.zeros_like(start), start)
+    stop = torch.where(empty, torch.full_like(stop, width), stop)
+    index = torch.arange(width, device=mask.device).unsqueeze(0)  # (1, W)
+    window = (index >= start.unsqueeze(1)) & (index < stop.unsqueeze(1))  # (B, W)
+    return window.to(torch.float32).view(batch_size, 1, 1, width, 1)
+
+
+class SensitivityModel(nn.Module):
+    """Learned coil sensitivities: ACS low-resolution coil images, refined per coil by a :class:`NormUnet`.
+
+    The maps are divided by their root-sum-of-squares over coils as complex numbers, so that
+    ``sum_c |S_c|^2 = 1`` wherever the maps are non-zero (fastMRI convention; MONAI normalises the real
+    and imaginary parts separately, which gives 2 and alters the phase).
+    """
+
+    def __init__(self, chans: int, pools: int) -> None:
+        """Build the sensitivity model.
+
+        Args:
+            chans: channels of the first U-Net level.
+            pools: U-Net poolings.
+        """
+        super().__init__()
+        self.norm_unet = NormUnet(chans, pools)
+
+    def forward(self, masked_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor] = None) -> Tensor:
+        """Estimate the sensitivity maps.
+
+        Args:
+            masked_kspace: input k-space ``(B, C, H, W, 2)``, float32, zero outside ``mask``.
+            mask: ``(B, 1, H, W, 1)`` or ``(B, 1, 1, W, 1)``, non-zero = sampled.
+            num_low_frequencies: ``(B,)`` ACS widths in columns, 0 / ``None`` = detect (see
+                :func:`acs_column_window`).
+
+        Returns:
+            Sensitivity maps ``(B, C, H, W, 2)``, float32, ``sum_c |S_c|^2 = 1``.
+        """
+        b, c, h, w, two = masked_kspace.shape
+        window = acs_column_window(mask, num_low_frequencies, b)  # (B, 1, 1, W, 1)
+        coil_images = ifft2c(masked_kspace * window)  # (B, C, H, W, 2)
+        maps = self.norm_unet(coil_images.reshape(b * c, h, w, two)).float()  # (B*C, H, W, 2)
+        return normalize_sens_maps(maps.reshape(b, c, h, w, two))

@@ -1,14 +1,5 @@
 """MRI physics: the complex-tensor convention, centred FFTs, coil combination and the multi-coil operator."""
 
-from pipeline.physics.complex import (
-    complex_abs,
-    complex_abs_sq,
-    complex_conj,
-    complex_mul,
-    check_complex,
-    to_complex_numpy,
-    to_tensor,
-)
 from pipeline.physics.acs import acs_block, acs_columns, acs_slice, acs_start, centre_run
 from pipeline.physics.coils import (
     center_crop,
@@ -18,6 +9,15 @@ from pipeline.physics.coils import (
     rss_image,
     sense_expand,
     sense_reduce,
+)
+from pipeline.physics.complex import (
+    check_complex,
+    complex_abs,
+    complex_abs_sq,
+    complex_conj,
+    complex_mul,
+    to_complex_numpy,
+    to_tensor,
 )
 from pipeline.physics.fft import fft2c, ifft2c
 from pipeline.physics.operators import adjoint_operator, forward_operator

@@ -215,14 +215,14 @@ def equispaced_column_mask(
     """
     mask, (start, stop), n_acs, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
     n = stop - start
-    if budget > 0:  # fastMRI's grid: arange(offset, n - 1, spacing)
+    if budget > 0:  # fastMRI's grid, up to n rather than n - 1 (fastMRI and MONAI drop a column at R = 1)
         if acceleration * n_acs >= n:  # grid spacing undefined: fall back to the plain spacing
             spacing = (n - n_acs) / budget
         else:
             spacing = acceleration * (n - n_acs) / (n - acceleration * n_acs)
         offset = _randint(rng, max(1, int(round(spacing))))
-        cols = np.around(np.arange(offset, n - 1, spacing)).astype(np.int64)
-        mask[start + cols] = True
+        cols = np.around(np.arange(offset, n, spacing)).astype(np.int64)
+        mask[start + cols[cols < n]] = True
     return mask
 
 

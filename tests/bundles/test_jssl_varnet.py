@@ -142,7 +142,7 @@ def test_evaluate_reports_network_and_baselines(trained, tiny_dataset, tmp_path)
 def test_ckpt_export_matches_the_eager_network(trained, tmp_path):
     from monai.data import load_net_with_metadata
 
-    from pipeline.networks.presets import build_varnet
+    from pipeline.networks import build_network
 
     _, model = trained
     ts = tmp_path / "model.ts"
@@ -151,7 +151,7 @@ def test_ckpt_export_matches_the_eager_network(trained, tmp_path):
            "--bundle_root", str(BUNDLE), "--network_size", "tiny")
     scripted, meta, _ = load_net_with_metadata(str(ts))
     assert meta["version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
-    eager = build_varnet("tiny")
+    eager = build_network("varnet", "tiny")
     eager.load_state_dict(torch.load(model, weights_only=True))
     eager.eval()
     scripted.eval()

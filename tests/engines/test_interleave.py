@@ -51,7 +51,7 @@ def test_default_epoch_length_is_the_sum_of_used_loaders():
         ({"sl": None, "ssl": "x"}, "jssl", "needs the 'sl' data"),
         ({"sl": "x", "ssl": None}, "jssl", "needs the 'ssl' data"),
         ({"sl": [], "ssl": [1]}, "jssl", "dataset is empty"),
-        ({"sl": [1], "ssl": [1]}, "nonsense", "unknown training mode"),
+        ({"sl": [1], "ssl": [1]}, "nonsense", "unknown --mode"),
     ],
 )
 def test_bad_configuration_fails_at_construction(loaders, mode, match):

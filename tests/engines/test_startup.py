@@ -4,7 +4,8 @@ import shutil
 import h5py
 import pytest
 
-from pipeline.engines.startup import ConfigError, preflight, sl_section
+from pipeline.engines.modes import branch_sections
+from pipeline.engines.startup import ConfigError, preflight
 
 
 def _copy_dataset(tiny_dataset, tmp_path):
@@ -17,10 +18,21 @@ def _copy_dataset(tiny_dataset, tmp_path):
     return path, root
 
 
-def test_sl_section_per_mode():
-    assert sl_section("jssl") == "proxy" and sl_section("sl_target") == "target_reference"
+def test_mode_table_sections():
+    assert branch_sections("jssl") == {"sl": "proxy", "ssl": "target"}
+    assert branch_sections("sl_target") == {"sl": "target_reference"}
+    assert branch_sections("ssl", target_section="mine") == {"ssl": "mine"}
+    with pytest.raises(ValueError, match="unknown --mode 'x'"):
+        branch_sections("x")
     with pytest.raises(ConfigError, match="unknown --mode 'x'"):
-        sl_section("x")
+        preflight("x", "no_manifest.json")
+
+
+def test_preflight_names_unknown_networks_and_sizes(tiny_dataset):
+    with pytest.raises(ConfigError, match=r"unknown --network 'unet3d'; choose one of \['varnet'\]"):
+        preflight("sl", tiny_dataset, network="unet3d")
+    with pytest.raises(ConfigError, match="unknown --network_size 'huge' for varnet"):
+        preflight("sl", tiny_dataset, network_size="huge")
 
 
 def test_preflight_accepts_a_good_setup(tiny_dataset, tmp_path):

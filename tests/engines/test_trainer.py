@@ -7,22 +7,24 @@ from monai.data import DataLoader
 from monai.transforms import Compose
 
 from pipeline.data import manifest_dataset
-from pipeline.engines import InterleavedLoader, JSSLTrainer
+from pipeline.engines import InterleavedLoader, JSSLTrainer, branch_sections
 from pipeline.keys import Keys
 from pipeline.losses import JointLoss
-from pipeline.networks.presets import build_varnet
+from pipeline.networks import build_network
 from pipeline.transforms import ApplyMaskd, FixedKspaceMaskd, NormalizeKspaced, RandKspaceMaskd, RandSSDUSplitd
 
 SL_WEIGHTS = {"l1": 1.0, "ssim": 1.0, "kspace_nmae": 1.0}
 SSL_WEIGHTS = {"kspace_nmae": 1.0, "kspace_nmse": 1.0}
 
 
-def _loaders(manifest, sl_section="proxy"):
+def _loaders(manifest, mode):
     sl = Compose([RandKspaceMaskd(mask_type="equispaced"), ApplyMaskd(), NormalizeKspaced()])
-    ssl = Compose([FixedKspaceMaskd(), RandSSDUSplitd(q=0.4), NormalizeKspaced()])
+    ssl = Compose([FixedKspaceMaskd(), RandSSDUSplitd(q=0.4), NormalizeKspaced(source_key=Keys.KSPACE, source_mask_key=Keys.MASK)])
+    sections = branch_sections(mode)
+    transforms = {"sl": sl, "ssl": ssl}
     return {
-        "sl": DataLoader(manifest_dataset(manifest, sl_section, sl), batch_size=2, shuffle=True),
-        "ssl": DataLoader(manifest_dataset(manifest, "target", ssl), batch_size=2, shuffle=True),
+        branch: DataLoader(manifest_dataset(manifest, section, transforms[branch]), batch_size=2, shuffle=True)
+        for branch, section in sections.items()
     }
 
 
@@ -31,7 +33,7 @@ class _Spy(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = build_varnet("tiny")
+        self.net = build_network("varnet", "tiny")
         self.calls = []
 
     def forward(self, kspace, mask, nlf=None):
@@ -39,8 +41,8 @@ class _Spy(torch.nn.Module):
         return self.net(kspace, mask, nlf)
 
 
-def _trainer(manifest, mode, network, iterations=4, sl_section="proxy"):
-    loader = InterleavedLoader(_loaders(manifest, sl_section), mode=mode, epoch_length=iterations)
+def _trainer(manifest, mode, network, iterations=4):
+    loader = InterleavedLoader(_loaders(manifest, mode), mode=mode, epoch_length=iterations)
     return JSSLTrainer(
         device="cpu",
         max_epochs=1,
@@ -51,11 +53,11 @@ def _trainer(manifest, mode, network, iterations=4, sl_section="proxy"):
     )
 
 
-@pytest.mark.parametrize("mode, sl_section", [("sl", "proxy"), ("ssl", "proxy"), ("jssl", "proxy"), ("sl_target", "target_reference")])
-def test_each_mode_trains_with_finite_losses(tiny_dataset, mode, sl_section):
-    network = build_varnet("tiny")
+@pytest.mark.parametrize("mode", ["sl", "ssl", "jssl", "sl_target"])
+def test_each_mode_trains_with_finite_losses(tiny_dataset, mode):
+    network = build_network("varnet", "tiny")
     before = [p.detach().clone() for p in network.parameters()]
-    trainer = _trainer(tiny_dataset, mode, network, sl_section=sl_section)
+    trainer = _trainer(tiny_dataset, mode, network)
     outputs = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
     trainer.run()
@@ -84,7 +86,7 @@ def test_ssl_step_never_feeds_lambda_kspace_to_the_network(tiny_dataset):
 
 
 def test_trainer_refuses_a_leaking_ssl_batch(tiny_dataset):
-    network = build_varnet("tiny")
+    network = build_network("varnet", "tiny")
     trainer = _trainer(tiny_dataset, "ssl", network, iterations=1)
 
     def leak(engine):  # put the measured Lambda k-space into the input, as a buggy pipeline would
@@ -97,7 +99,7 @@ def test_trainer_refuses_a_leaking_ssl_batch(tiny_dataset):
 
 
 def test_branch_weights_scale_the_loss(tiny_dataset):
-    network = build_varnet("tiny")
+    network = build_network("varnet", "tiny")
     trainer = _trainer(tiny_dataset, "sl", network, iterations=1)
     trainer.branch_weights["sl"] = 0.0
     trainer.run()
@@ -105,7 +107,7 @@ def test_branch_weights_scale_the_loss(tiny_dataset):
 
 
 def test_bad_precision_and_weights_fail_at_construction(tiny_dataset):
-    network = build_varnet("tiny")
+    network = build_network("varnet", "tiny")
     kwargs = dict(device="cpu", max_epochs=1, train_data_loader=[{}], network=network,
                   optimizer=torch.optim.Adam(network.parameters()), losses={"sl": JointLoss(SL_WEIGHTS)})
     with pytest.raises(ValueError, match="precision"):

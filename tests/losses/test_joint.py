@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from pipeline.losses import REFERENCE_WEIGHTS, TERMS, JointLoss, cascade_weights, kspace_nmae, kspace_nmse
-from pipeline.networks import JSSLVarNet, VarNetOutput
+from pipeline.losses import REFERENCE_WEIGHTS, TERMS, JointLoss, iterate_weights, kspace_nmae, kspace_nmse
+from pipeline.networks import ReconstructionOutput, VarNet
 from pipeline.physics import center_crop, ifft2c, rss
 
 B, C, H, W = 2, 3, 24, 20
@@ -15,8 +15,8 @@ def kspace(seed):
 
 
 def output_of(k, cascades=()):
-    """A VarNetOutput built from k-space alone (maps unused by the losses)."""
-    return VarNetOutput(k, rss(ifft2c(k)), torch.zeros_like(k), list(cascades))
+    """A ReconstructionOutput built from k-space alone (maps unused by the losses)."""
+    return ReconstructionOutput(k, rss(ifft2c(k)), torch.zeros_like(k), list(cascades))
 
 
 def lambda_mask(seed=3):
@@ -62,11 +62,11 @@ def test_sl_image_terms_compare_the_centre_crop_with_ref_image():
     ref_image = center_crop(rss(ifft2c(ref)), (16, 12)).unsqueeze(1)  # (B, 1, 16, 12)
     image = rss(ifft2c(ref)).clone()
     image[:, :3] += 10.0  # outside the 16-row centre crop
-    output = VarNetOutput(ref, image, torch.zeros_like(ref), [])
+    output = ReconstructionOutput(ref, image, torch.zeros_like(ref), [])
     total, terms = JointLoss({"l1": 1.0, "ssim": 1.0, "hfen_l1": 1.0})(output, ref, ref_image)
     assert total.item() < 1e-5
     image[:, 10] += 1.0  # inside
-    total, _ = JointLoss({"l1": 1.0})(VarNetOutput(ref, image, torch.zeros_like(ref), []), ref, ref_image)
+    total, _ = JointLoss({"l1": 1.0})(ReconstructionOutput(ref, image, torch.zeros_like(ref), []), ref, ref_image)
     assert total.item() > 1e-3
 
 
@@ -99,7 +99,7 @@ def test_ssl_kspace_loss_depends_only_on_lambda():
 def test_ssl_image_terms_use_the_lambda_image_cropped():
     ref, mask = kspace(0), lambda_mask()
     lambda_image = rss(ifft2c(ref * mask))
-    output = VarNetOutput(ref, lambda_image, torch.zeros_like(ref), [])
+    output = ReconstructionOutput(ref, lambda_image, torch.zeros_like(ref), [])
     loss = JointLoss({"l1": 1.0, "ssim": 1.0})
     total, _ = loss(output, ref, kspace_mask=mask, crop_size=(16, 12))
     assert total.item() < 1e-5
@@ -110,12 +110,12 @@ def test_ssl_image_terms_use_the_lambda_image_cropped():
 
 
 # --------------------------------------------------------------------------------------------- cascades
-def test_cascade_weights_are_normalised_logspace():
-    weights = cascade_weights(4)
+def test_iterate_weights_are_normalised_logspace():
+    weights = iterate_weights(4)
     raw = torch.tensor([10 ** (-1 + i / 3) for i in range(4)])
     torch.testing.assert_close(weights, raw / raw.sum())
     assert weights[-1] / weights[0] == pytest.approx(10.0)
-    assert cascade_weights(1).tolist() == [1.0]
+    assert iterate_weights(1).tolist() == [1.0]
 
 
 def test_cascade_weighting_applies_kspace_terms_to_every_cascade():
@@ -123,11 +123,11 @@ def test_cascade_weighting_applies_kspace_terms_to_every_cascade():
     cascades = [kspace(1), kspace(2), kspace(3)]
     output = output_of(cascades[-1], cascades)
     total, terms = JointLoss({"kspace_nmse": 1.0, "l1": 1.0}, cascade_weighting=True)(output, ref)
-    weights = cascade_weights(3)
+    weights = iterate_weights(3)
     expected = sum(w * kspace_nmse(k, ref) for w, k in zip(weights, cascades))
     assert terms["kspace_nmse"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert total.item() == pytest.approx((terms["kspace_nmse"] + terms["l1"]).item(), rel=1e-6)
-    with pytest.raises(ValueError, match="return_cascades"):
+    with pytest.raises(ValueError, match="return_iterates"):
         JointLoss({"kspace_nmse": 1.0}, cascade_weighting=True)(output_of(ref), ref)
 
 
@@ -135,13 +135,13 @@ def test_cascade_weighting_applies_kspace_terms_to_every_cascade():
 @pytest.mark.parametrize("branch", ["sl", "ssl"])
 def test_gradients_reach_every_network_parameter(branch):
     torch.manual_seed(0)
-    net = JSSLVarNet(num_cascades=2, chans=4, pools=2, sens_chans=4, sens_pools=2)
+    net = VarNet(num_cascades=2, chans=4, pools=2, sens_chans=4, sens_pools=2)
     full = kspace(0)
     omega = torch.zeros(B, 1, 1, W, 1, dtype=torch.bool)
     omega[..., ::2, :] = True
     omega[..., 8:12, :] = True
     if branch == "sl":
-        output = net(full * omega, omega, return_cascades=True)
+        output = net(full * omega, omega, return_iterates=True)
         loss = JointLoss(REFERENCE_WEIGHTS, cascade_weighting=True)
         total, _ = loss(output, full, center_crop(rss(ifft2c(full)), (16, 16)).unsqueeze(1))
     else:

@@ -6,7 +6,7 @@ from monai.apps.reconstruction.networks.nets.coil_sensitivity_model import CoilS
 from monai.apps.reconstruction.networks.nets.complex_unet import ComplexUnet
 from monai.apps.reconstruction.networks.nets.varnet import VariationalNetworkModel
 
-from pipeline.networks import JSSLVarNet, SensitivityModel, VarNetOutput, acs_column_window
+from pipeline.networks import ReconstructionOutput, SensitivityModel, VarNet, acs_column_window
 from pipeline.physics import complex_abs_sq, ifft2c, rss
 
 COILS, H, W = 3, 32, 32  # MONAI's BasicUNet needs >= 32 (four poolings, instance norm)
@@ -32,7 +32,7 @@ def kspace(batch=1, coils=COILS, h=H, w=W, seed=0):
 @pytest.fixture
 def net():
     torch.manual_seed(0)
-    return JSSLVarNet(**SMALL).eval()
+    return VarNet(**SMALL).eval()
 
 
 def monai_model():
@@ -47,24 +47,24 @@ def monai_model():
 def test_output_fields_and_image_is_rss_of_kspace(net):
     mask = equispaced()
     out = net(kspace() * mask, mask)
-    assert isinstance(out, VarNetOutput)
+    assert isinstance(out, ReconstructionOutput)
     assert out.kspace.shape == (1, COILS, H, W, 2) and out.kspace.dtype == torch.float32
     assert out.sens_maps.shape == (1, COILS, H, W, 2)
     assert out.image.shape == (1, H, W)
     torch.testing.assert_close(out.image, rss(ifft2c(out.kspace)))
-    assert out.cascade_kspace == []
+    assert out.kspace_iterates == []
 
 
 def test_cascade_outputs_on_request(net):
     mask = equispaced()
-    out = net(kspace() * mask, mask, return_cascades=True)
-    assert len(out.cascade_kspace) == SMALL["num_cascades"]
-    assert torch.equal(out.cascade_kspace[-1], out.kspace)
-    assert not torch.equal(out.cascade_kspace[0], out.kspace)
+    out = net(kspace() * mask, mask, return_iterates=True)
+    assert len(out.kspace_iterates) == SMALL["num_cascades"]
+    assert torch.equal(out.kspace_iterates[-1], out.kspace)
+    assert not torch.equal(out.kspace_iterates[0], out.kspace)
     torch.manual_seed(0)
-    by_default = JSSLVarNet(**SMALL, return_cascades=True).eval()
-    assert len(by_default(kspace() * mask, mask).cascade_kspace) == SMALL["num_cascades"]
-    assert by_default(kspace() * mask, mask, return_cascades=False).cascade_kspace == []
+    by_default = VarNet(**SMALL, return_iterates=True).eval()
+    assert len(by_default(kspace() * mask, mask).kspace_iterates) == SMALL["num_cascades"]
+    assert by_default(kspace() * mask, mask, return_iterates=False).kspace_iterates == []
 
 
 def test_monai_returns_only_the_image():
@@ -172,7 +172,7 @@ def test_no_centre_lines_gives_finite_output_where_monai_gives_nan(net):
 
 def test_all_zero_input_is_finite_in_forward_and_backward():
     torch.manual_seed(0)
-    model = JSSLVarNet(**SMALL)
+    model = VarNet(**SMALL)
     mask = equispaced()
     out = model(torch.zeros(1, COILS, H, W, 2), mask)
     assert all(torch.isfinite(t).all() for t in (out.kspace, out.image, out.sens_maps))
@@ -190,7 +190,7 @@ def test_checkpointing_gives_identical_gradients(monkeypatch):
     grads = []
     for use_checkpoint in (False, True):
         torch.manual_seed(0)
-        model = JSSLVarNet(**SMALL, use_checkpoint=use_checkpoint).train()
+        model = VarNet(**SMALL, use_checkpoint=use_checkpoint).train()
         model(k, mask).image.square().mean().backward()
         grads.append([p.grad for p in model.parameters()])
     assert calls == [{"use_reentrant": False}] * (SMALL["num_cascades"] + 1)  # sensitivity model + cascades
@@ -213,8 +213,8 @@ def test_autocast_bf16_keeps_kspace_float32(net):
 
 def test_share_weights():
     torch.manual_seed(0)
-    shared = JSSLVarNet(**SMALL, share_weights=True)
-    independent = JSSLVarNet(**SMALL)
+    shared = VarNet(**SMALL, share_weights=True)
+    independent = VarNet(**SMALL)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     one_cascade = count(independent.cascades[0])
     assert count(shared) == count(independent) - (SMALL["num_cascades"] - 1) * one_cascade
@@ -226,7 +226,7 @@ def test_share_weights():
 @pytest.mark.parametrize("share_weights", [False, True])
 def test_torchscript_matches_eager(share_weights):
     torch.manual_seed(0)
-    model = JSSLVarNet(**SMALL, share_weights=share_weights).eval()
+    model = VarNet(**SMALL, share_weights=share_weights).eval()
     scripted = torch.jit.script(model)
     masks = torch.cat([equispaced(acs=4, step=4), equispaced(acs=6, step=3)]).float()
     k = kspace(batch=2) * masks
@@ -234,14 +234,14 @@ def test_torchscript_matches_eager(share_weights):
     eager, script = model(k, masks, n, True), scripted(k, masks, n, True)
     for a, b in zip(eager[:3], script[:3]):
         torch.testing.assert_close(b, a)
-    assert len(script.cascade_kspace) == SMALL["num_cascades"]
+    assert len(script.kspace_iterates) == SMALL["num_cascades"]
 
 
 # --------------------------------------------------------------------------------------------- configuration
 def test_validation_errors(net):
     mask = equispaced()
     with pytest.raises(ValueError, match="num_cascades"):
-        JSSLVarNet(num_cascades=0)
+        VarNet(num_cascades=0)
     with pytest.raises(ValueError, match="3-D"):
         net(torch.zeros(1, COILS, H, W, 4, 2), mask)
     with pytest.raises(ValueError, match="mask"):
@@ -249,7 +249,7 @@ def test_validation_errors(net):
 
 
 def test_fastmri_configuration_by_arguments_alone():
-    model = JSSLVarNet(num_cascades=12, chans=18, pools=4, sens_chans=8, sens_pools=4).eval()
+    model = VarNet(num_cascades=12, chans=18, pools=4, sens_chans=8, sens_pools=4).eval()
     assert 29.5e6 < sum(p.numel() for p in model.parameters()) < 30.5e6  # fastMRI E2E-VarNet: 29.9 M
     mask = column_mask(list(range(0, 36, 4)) + list(range(16, 20)), width=36)
     with torch.no_grad():
@@ -260,7 +260,7 @@ def test_fastmri_configuration_by_arguments_alone():
 @pytest.mark.slow
 def test_fastmri_size_forward():
     torch.manual_seed(0)
-    model = JSSLVarNet(num_cascades=12, chans=18, pools=4, sens_chans=8, sens_pools=4).eval()
+    model = VarNet(num_cascades=12, chans=18, pools=4, sens_chans=8, sens_pools=4).eval()
     mask = column_mask(list(range(0, 368, 4)) + list(range(169, 199)), width=368)
     with torch.no_grad():
         out = model(kspace(coils=15, h=640, w=368) * mask, mask)

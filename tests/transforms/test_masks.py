@@ -10,13 +10,13 @@ from pipeline.keys import Keys
 from pipeline.transforms import FixedKspaceMask, FixedKspaceMaskd, RandKspaceMask, RandKspaceMaskd
 from pipeline.transforms.masks import (
     MASK_TYPES,
-    acs_columns,
+    acs_range,
     equispaced_column_mask,
     gaussian_column_mask,
     generate_mask,
     random_column_mask,
     resolve_pe_range,
-    seed_from_string,
+    stable_seed,
     weighted_choice,
 )
 
@@ -39,7 +39,7 @@ def test_generate_mask_contract(mask_type, shape, which):
     assert mask.shape == shape and mask.dtype == bool
     assert not mask[:, :start].any() and not mask[:, stop:].any()  # padding band never sampled
     assert n_acs == round((stop - start) * 0.1)
-    first, _ = acs_columns(shape[1], 0.1, pe_range)
+    first, _ = acs_range(shape[1], 0.1, pe_range)
     is_2d = mask_type not in ("random", "equispaced", "gaussian1d")
     center_row = (shape[0] - round(shape[0] * 0.1) + 1) // 2 if is_2d else 0
     assert mask[center_row, first : first + n_acs].all()  # ACS / centre block sampled
@@ -62,7 +62,7 @@ def test_column_masks_exact_acs_and_count(width, cf, acc):
 
 def test_equispaced_is_regular_outside_acs():
     mask = equispaced_column_mask(368, 0.04, 8, np.random.default_rng(3))
-    first, n_acs = acs_columns(368, 0.04)
+    first, n_acs = acs_range(368, 0.04)
     columns = np.flatnonzero(mask)
     for side in (columns[columns < first - 1], columns[columns > first + n_acs]):
         gaps = np.diff(side)
@@ -102,7 +102,7 @@ def test_generate_mask_errors_name_parameter(kwargs, parameter):
 
 def test_acs_outside_acquired_band_raises():
     with pytest.raises(ValueError, match="pe_range"):
-        acs_columns(64, 0.25, (0, 30))
+        acs_range(64, 0.25, (0, 30))
 
 
 def test_weighted_choice_distinct_and_respects_zero_weights():
@@ -114,9 +114,9 @@ def test_weighted_choice_distinct_and_respects_zero_weights():
         weighted_choice(weights, 51, np.random.default_rng(0))
 
 
-def test_seed_from_string_is_stable():
-    assert seed_from_string("file1000.h5:17") == 3351509901  # sha256-derived: identical on every machine
-    assert seed_from_string("file1000.h5:17") != seed_from_string("file1000.h5:18")
+def test_stable_seed_is_stable():
+    assert stable_seed("file1000.h5:17") == 3351509901  # sha256-derived: identical on every machine
+    assert stable_seed("file1000.h5:17") != stable_seed("file1000.h5:18")
 
 
 @pytest.mark.parametrize("mask_type", ["equispaced", "random", "gaussian2d"])

@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from pipeline.keys import Keys
-from pipeline.physics import complex_abs_sq, to_complex_numpy
+from pipeline.physics import acs_block, complex_abs_sq, to_complex_numpy
 from pipeline.transforms import EstimateSensitivity, EstimateSensitivityd, acs_sensitivity_maps, espirit_maps
 from pipeline.transforms.masks import generate_mask
-from pipeline.transforms.sensitivity import detect_acs
 
 
 def abs_cosine(estimate: torch.Tensor, truth: np.ndarray, support: np.ndarray) -> np.ndarray:
@@ -42,7 +41,8 @@ def test_acs_maps_match_known_maps(simulate, coils, h, w):
 def test_acs_maps_2d_mask_block_detection(simulate):
     data = simulate(6, 48, 45)
     mask2d, _ = generate_mask("gaussian2d", (48, 45), 0.2, 3, np.random.default_rng(0))
-    assert detect_acs(mask2d)[0] >= round(48 * 0.2) and detect_acs(mask2d)[1] >= round(45 * 0.2)
+    block = acs_block(torch.from_numpy(mask2d))
+    assert block[0] >= round(48 * 0.2) and block[1] >= round(45 * 0.2)
     mask = torch.from_numpy(mask2d)[None, :, :, None]
     maps = acs_sensitivity_maps(data["kspace"] * mask, 0, mask)
     assert abs_cosine(maps, data["maps"], data["support"]).mean() >= 0.99

@@ -1,4 +1,4 @@
-"""Data layer: errors, ISMRMRD headers, slice readers (MONAI transforms), manifests, datasets, simulation.
+"""Data layer: errors, ISMRMRD headers, raw formats, slice readers (MONAI transforms), manifests, datasets, simulation.
 
 The CLIs ``python -m pipeline.data.simulate`` and ``python -m pipeline.data.preview`` are not
 imported here (they pull in nilearn/sigpy/matplotlib lazily).
@@ -6,6 +6,7 @@ imported here (they pull in nilearn/sigpy/matplotlib lazily).
 
 from pipeline.data.datasets import SliceDataset, expand_slices, manifest_dataset
 from pipeline.data.errors import DataError
+from pipeline.data.formats import FORMATS, READERS, RawFormat, VolumeInfo, detect_format, register_format
 from pipeline.data.ismrmrd import EncodingInfo, default_encoding, parse_ismrmrd_header, write_ismrmrd_header
 from pipeline.data.manifests import (
     SECTIONS,
@@ -16,28 +17,15 @@ from pipeline.data.manifests import (
     read_manifest,
     resolve_inputs,
 )
-from pipeline.data.readers import (
-    READERS,
-    LoadCC359Slice,
-    LoadCC359Sliced,
-    LoadFastMRISlice,
-    LoadFastMRISliced,
-    LoadSlice,
-    LoadSliced,
-    VolumeInfo,
-    detect_format,
-    inspect_volume,
-)
+from pipeline.data.readers import LoadSlice, LoadSliced, inspect_volume
 
 __all__ = [
     "DataError",
     "EncodingInfo",
-    "LoadCC359Slice",
-    "LoadCC359Sliced",
-    "LoadFastMRISlice",
-    "LoadFastMRISliced",
+    "FORMATS",
     "LoadSlice",
     "LoadSliced",
+    "RawFormat",
     "READERS",
     "SECTIONS",
     "SliceDataset",
@@ -53,6 +41,7 @@ __all__ = [
     "manifest_sections",
     "parse_ismrmrd_header",
     "read_manifest",
+    "register_format",
     "resolve_inputs",
     "write_ismrmrd_header",
 ]

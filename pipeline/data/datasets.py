@@ -52,7 +52,7 @@ def expand_slices(
             ``"slices": [start, stop]``.
         on_error: ``"raise"`` to raise the first :class:`DataError`; ``"skip"`` to drop bad files and
             emit ONE :class:`UserWarning` listing all of them with their problems.
-        reader: ``"auto"``, ``"fastmri"`` or ``"cc359"`` (see :mod:`pipeline.data.readers`).
+        reader: ``"auto"`` or a registered format, e.g. ``"fastmri"`` (see :mod:`pipeline.data.formats`).
 
     Returns:
         ``[{"file": path, "slice_idx": i, "domain": domain}, ...]`` in item order, then slice order.

@@ -12,17 +12,9 @@ import pytest
 import torch
 
 from pipeline.data.errors import DataError
+from pipeline.data.formats import detect_format
 from pipeline.data.ismrmrd import write_ismrmrd_header
-from pipeline.data.readers import (
-    LoadCC359Slice,
-    LoadCC359Sliced,
-    LoadFastMRISlice,
-    LoadFastMRISliced,
-    LoadSlice,
-    LoadSliced,
-    detect_format,
-    inspect_volume,
-)
+from pipeline.data.readers import LoadSlice, LoadSliced, inspect_volume
 from pipeline.keys import Keys
 from pipeline.physics import fft2c, ifft2c, to_complex_numpy, to_tensor
 
@@ -63,7 +55,7 @@ def multicoil(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
 
 def test_multicoil_round_trip(multicoil):
     path, kspace, recon = multicoil
-    sample = LoadFastMRISlice()(path, 1, "proxy")
+    sample = LoadSlice(reader="fastmri")(path, 1, "proxy")
     assert sample[Keys.KSPACE].dtype == torch.float32 and sample[Keys.KSPACE].shape == (4, 32, 24, 2)
     np.testing.assert_array_equal(to_complex_numpy(sample[Keys.KSPACE]), kspace[1])
     np.testing.assert_array_equal(sample[Keys.TARGET].numpy(), recon[1][None])
@@ -86,8 +78,8 @@ def test_patient_id_never_passed_on(multicoil):
 
 def test_dictionary_twin_equals_array_transform(multicoil):
     path, _, _ = multicoil
-    a = LoadFastMRISlice()(path, 2, "target")
-    d = LoadFastMRISliced()({"file": path, "slice_idx": 2, "domain": "target"})
+    a = LoadSlice(reader="fastmri")(path, 2, "target")
+    d = LoadSliced(reader="fastmri")({"file": path, "slice_idx": 2, "domain": "target"})
     assert a.keys() == d.keys()
     for key in a:
         assert torch.equal(a[key], d[key]) if isinstance(a[key], torch.Tensor) else a[key] == d[key]
@@ -170,7 +162,7 @@ def test_cc359_round_trip(tmp_path):
     centred[..., int(0.85 * w) :] = 0  # partial Fourier: only ~85% of kz acquired
     path = write_cc359(tmp_path / "e14089s3_P53248.h5", centred)
     assert detect_format(path) == "cc359"
-    for loader in (LoadCC359Slice(), LoadSlice("auto")):
+    for loader in (LoadSlice(reader="cc359"), LoadSlice("auto")):
         sample = loader(path, 1)
         np.testing.assert_allclose(to_complex_numpy(sample[Keys.KSPACE]), centred[1], atol=1e-5)
     # the image is the one CC-359's own plain ifft2 gives (magnitude)
@@ -184,7 +176,7 @@ def test_cc359_round_trip(tmp_path):
     np.testing.assert_allclose(sample[Keys.TARGET][0].numpy(), expected_rss, rtol=1e-4, atol=1e-6)
     assert sample[Keys.PE_RANGE].tolist() == [0, int(0.85 * w)]
     assert sample[Keys.RECON_SIZE].tolist() == [h, w] and sample[Keys.MAX] == 0.0
-    d = LoadCC359Sliced()({"file": path, "slice_idx": 0})
+    d = LoadSliced(reader="cc359")({"file": path, "slice_idx": 0})
     assert d[Keys.KSPACE].shape == (c, h, w, 2) and d[Keys.DOMAIN] == ""
 
 
@@ -265,7 +257,7 @@ def test_wrong_dtype(tmp_path):
     with pytest.raises(DataError, match=r"floatk\.h5.*dtype float32.*complex"):
         LoadSlice()(path, 0)
     with pytest.raises(DataError, match=r"floatk\.h5.*dtype float32"):
-        LoadFastMRISlice()(path, 0)
+        LoadSlice(reader="fastmri")(path, 0)
 
 
 def test_nan_in_slice(tmp_path):

@@ -26,11 +26,18 @@ class ConfigError(SystemExit):
         super().__init__(f"error: {message}")
 
 
-def ensure_demo_data(manifest: str | os.PathLike, data_root: str | os.PathLike | None = None) -> None:
+def ensure_demo_data(
+    manifest: str | os.PathLike, data_root: str | os.PathLike | None = None, device: torch.device | None = None
+) -> None:
     """Simulate the manifest's demo files when they are missing (rank 0 writes, every rank waits).
 
     A bundle step of its own (``initialize``), run before :func:`preflight` when ``generate_demo_data``
     is set; it never touches a manifest that was not made by the simulator.
+
+    Args:
+        manifest: the datalist JSON (its ``generator`` entry names the simulation preset).
+        data_root: overrides the manifest's data root.
+        device: the run's device; passing it makes sure ``torch.distributed`` is set up first.
     """
     if idist.get_rank() == 0:
         from pipeline.data.simulate import ensure_dataset

@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "jssl_varnet"
 CONFIGS = BUNDLE / "configs"
 SCHEMA = REPO.parent / "shared" / "reference" / "monai_meta_schema_20240725.json"
+#: ``--config_file`` values: inference is an overlay of train.json, evaluation an overlay of inference.json.
+INFERENCE = str([str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")])
+EVALUATE = str([str(CONFIGS / "train.json"), str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")])
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +106,7 @@ def test_train_writes_checkpoints_weights_and_mlflow_run(trained, tiny_dataset):
 
 def test_inference_writes_every_format(trained, tiny_dataset, tmp_path):
     out, model = trained
-    bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+    bundle("run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
            "--manifest", str(tiny_dataset), "--section", "target", "--ckpt_path", str(model),
            "--network_size", "tiny", "--output_dir", str(tmp_path), "--generate_demo_data", "False")
     # target training files: subsampled, no reference -- the real target situation
@@ -119,7 +122,7 @@ def test_inference_writes_every_format(trained, tiny_dataset, tmp_path):
 def test_inference_on_a_folder_of_files(trained, tiny_dataset, tmp_path):
     _, model = trained
     folder = tiny_dataset.parent / "data" / "test"
-    bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+    bundle("run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
            "--input_dir", str(folder), "--ckpt_path", str(model), "--network_size", "tiny",
            "--output_dir", str(tmp_path), "--generate_demo_data", "False")
     assert sorted(p.name for p in tmp_path.glob("*.h5")) == ["test_000.h5"]
@@ -127,7 +130,7 @@ def test_inference_on_a_folder_of_files(trained, tiny_dataset, tmp_path):
 
 def test_evaluate_reports_network_and_baselines(trained, tiny_dataset, tmp_path):
     _, model = trained
-    bundle("run", "--config_file", str(CONFIGS / "evaluate.json"), "--bundle_root", str(BUNDLE),
+    bundle("run", "--config_file", EVALUATE, "--bundle_root", str(BUNDLE),
            "--manifest", str(tiny_dataset), "--ckpt_path", str(model), "--network_size", "tiny",
            "--output_dir", str(tmp_path), "--generate_demo_data", "False")
     report = json.loads((tmp_path / "metrics.json").read_text())
@@ -168,7 +171,7 @@ def test_ckpt_export_matches_the_eager_network(trained, tmp_path):
 
 def test_checkpoint_of_another_architecture_is_refused(trained, tiny_dataset, tmp_path):
     _, model = trained
-    proc = bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+    proc = bundle("run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
                   "--manifest", str(tiny_dataset), "--ckpt_path", str(model), "--network_size", "demo",
                   "--output_dir", str(tmp_path), "--generate_demo_data", "False", check=False)
     assert proc.returncode != 0
@@ -251,7 +254,7 @@ def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path):
 
 
 def test_missing_checkpoint_stops_inference_with_one_line(tiny_dataset, tmp_path):
-    proc = bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+    proc = bundle("run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
                   "--manifest", str(tiny_dataset), "--ckpt_path", str(tmp_path / "none.pt"),
                   "--output_dir", str(tmp_path), "--generate_demo_data", "False", check=False, timeout=120)
     assert proc.returncode != 0

@@ -20,14 +20,9 @@ from pipeline.data.formats.base import RawFormat, VolumeInfo, check_finite, kspa
 from pipeline.data.formats.fastmri import FASTMRI_KEYS
 from pipeline.data.ismrmrd import default_encoding
 from pipeline.keys import Keys
-from pipeline.physics import ifft2c, rss, to_tensor
+from pipeline.physics import rss_image, to_tensor
 
 __all__ = ["CC359"]
-
-
-def _rss_image(coil_kspace: np.ndarray) -> np.ndarray:
-    """RSS magnitude ``(H, W)`` float32 of centred coil k-space ``(C, H, W)`` complex, via ``ifft2c``."""
-    return rss(ifft2c(to_tensor(coil_kspace))).numpy()
 
 
 class CC359(RawFormat):
@@ -93,6 +88,6 @@ class CC359(RawFormat):
         pe_range = (int(acquired[0]), int(acquired[-1]) + 1) if acquired.size else (0, w)
         return {
             Keys.KSPACE.value: to_tensor(kspace),
-            Keys.TARGET.value: torch.from_numpy(_rss_image(kspace))[None],
+            Keys.TARGET.value: rss_image(to_tensor(kspace))[None],
             Keys.PE_RANGE.value: torch.tensor(pe_range, dtype=torch.int64),
         }

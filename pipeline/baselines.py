@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from pipeline.physics import center_crop, ifft2c, rss, to_complex_numpy
+from pipeline.physics import center_crop, rss_image, to_complex_numpy
 from pipeline.transforms.sensitivity import acs_sensitivity_maps
 
 
@@ -30,13 +30,13 @@ def _sigpy():
 
 def zero_filled(kspace: torch.Tensor, mask: torch.Tensor, recon_size: Sequence[int]) -> torch.Tensor:
     """RSS of the inverse FFT of the masked k-space, centre-cropped: ``(C,H,W,2) -> (Hr, Wr)``."""
-    return center_crop(rss(ifft2c(kspace * mask)), recon_size)
+    return rss_image(kspace * mask, recon_size)
 
 
 def _prepare(kspace: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Complex k-space ``(C,H,W)`` scaled to unit zero-filled maximum, ACS maps ``(C,H,W)``, mask ``(H,W)``, scale."""
     masked = kspace * mask
-    scale = float(rss(ifft2c(masked)).max())
+    scale = float(rss_image(masked).max())
     scale = scale if scale > 0 else 1.0
     ksp = to_complex_numpy(masked / scale).astype(np.complex64)
     maps = to_complex_numpy(acs_sensitivity_maps(masked, mask=mask)).astype(np.complex64)

@@ -22,7 +22,7 @@ from pipeline.data.datasets import expand_slices
 from pipeline.data.manifests import load_manifest
 from pipeline.data.readers import LoadSlice
 from pipeline.keys import Keys
-from pipeline.physics import center_crop, ifft2c, rss
+from pipeline.physics import rss_image
 
 __all__ = ["render_preview", "main"]
 
@@ -32,11 +32,6 @@ def _pick(items: list[dict], count: int) -> list[dict]:
     if len(items) <= count:
         return items
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
-
-
-def _rss_image(sample: dict) -> np.ndarray:
-    size = tuple(int(v) for v in sample[Keys.RECON_SIZE.value])
-    return center_crop(rss(ifft2c(sample[Keys.KSPACE.value])), size).numpy()
 
 
 def render_preview(
@@ -70,11 +65,12 @@ def render_preview(
         for item in items:
             sample = loader(item["file"], item["slice_idx"], section)
             label = f"{sample[Keys.FILENAME.value]} s{sample[Keys.SLICE.value]}"
+            stored_image = rss_image(sample[Keys.KSPACE.value], sample[Keys.RECON_SIZE.value]).numpy()
             if kind == "reference":
                 target = sample.get(Keys.TARGET.value)
-                images.append(target[0].numpy() if target is not None else _rss_image(sample))
+                images.append(target[0].numpy() if target is not None else stored_image)
             elif kind == "zero_filled":
-                images.append(_rss_image(sample))
+                images.append(stored_image)
             else:
                 mask = sample[Keys.MASK.value][0, :, :, 0].numpy().astype(float)
                 start, stop = (int(v) for v in sample[Keys.PE_RANGE.value])

@@ -87,10 +87,6 @@ class InterleavedLoader:
     def __len__(self) -> int:
         return self.epoch_length
 
-    def steps_per_branch(self) -> dict[str, int]:
-        """Steps of each branch in one period of the schedule (what gets logged as the balance)."""
-        return {name: self.schedule.count(name) for name in self.loaders}
-
     def _next_batch(self, name: str) -> Any:
         while True:
             if name not in self._iterators:

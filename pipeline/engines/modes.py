@@ -55,12 +55,19 @@ def training_mode(name: str) -> TrainingMode:
         ValueError: for an unknown mode (the message lists the valid ones).
     """
     if name not in MODES:
-        raise ValueError(f"unknown --mode {name!r}; choose one of {sorted(MODES)}")
+        choices = "; ".join(f"{m.name} ({m.description})" for m in MODES.values())
+        raise ValueError(f"unknown --mode {name!r}; choose one of {sorted(MODES)}: {choices}")
     return MODES[name]
 
 
 def uses_branch(mode: str, branch: str) -> bool:
-    """Whether ``mode`` trains ``branch`` (what bundle configs use to build or skip a branch's loader)."""
+    """Whether ``mode`` trains ``branch`` (what bundle configs use to build or skip a branch's loader).
+
+    Raises:
+        ValueError: for an unknown mode or a branch not in :data:`BRANCHES`.
+    """
+    if branch not in BRANCHES:
+        raise ValueError(f"unknown branch {branch!r}; choose one of {BRANCHES}")
     return branch in training_mode(mode).branches
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
-from pipeline.metrics import VolumeMetrics
+from pipeline.metrics import METRIC_NAMES, VolumeMetrics
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("nmse", "psnr", "ssim")
 
 
 def summarise(per_volume: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:
@@ -23,7 +22,7 @@ def summarise(per_volume: Mapping[str, Mapping[str, Mapping[str, float]]]) -> di
     summary = {}
     for method, volumes in per_volume.items():
         row: dict[str, float] = {"volumes": len(volumes)}
-        for m in METRICS:
+        for m in METRIC_NAMES:
             values = np.array([v[m] for v in volumes.values()], dtype=np.float64)
             row[m], row[f"{m}_std"] = float(values.mean()), float(values.std())
         summary[method] = row
@@ -63,10 +62,10 @@ class MetricsReport:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "metrics_per_volume.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["method", "volume", *METRICS])
+            writer.writerow(["method", "volume", *METRIC_NAMES])
             for method, volumes in per_volume.items():
                 for volume, values in sorted(volumes.items()):
-                    writer.writerow([method, volume, *(f"{values[m]:.6g}" for m in METRICS)])
+                    writer.writerow([method, volume, *(f"{values[m]:.6g}" for m in METRIC_NAMES)])
         (self.output_dir / "metrics.json").write_text(
             json.dumps({"summary": self.summary, "per_volume": per_volume}, indent=2) + "\n"
         )

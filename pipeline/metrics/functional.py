@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: The fastMRI metrics, in report order: the keys of every metrics dict of the package.
+METRIC_NAMES = ("nmse", "psnr", "ssim")
 WIN_SIZE = 7
 K1 = 0.01
 K2 = 0.03
@@ -88,7 +90,8 @@ def volume_metrics(
     gt: np.ndarray | torch.Tensor, pred: np.ndarray | torch.Tensor, maxval: float | None = None
 ) -> dict[str, float]:
     """``{"nmse", "psnr", "ssim"}`` of one volume ``(slices, H, W)`` (fastMRI ``evaluate.py``)."""
-    return {"nmse": nmse(gt, pred), "psnr": psnr(gt, pred, maxval), "ssim": ssim(gt, pred, maxval)}
+    values = {"nmse": nmse(gt, pred), "psnr": psnr(gt, pred, maxval), "ssim": ssim(gt, pred, maxval)}
+    return {name: values[name] for name in METRIC_NAMES}
 
 
 def _to_float64(x: np.ndarray | torch.Tensor) -> torch.Tensor:

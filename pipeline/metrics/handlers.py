@@ -18,9 +18,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 
 from pipeline.keys import Keys
-from pipeline.metrics.functional import ssim_slices
-
-METRIC_NAMES = ("nmse", "psnr", "ssim")
+from pipeline.metrics.functional import METRIC_NAMES, ssim_slices
 
 
 def volume_output_transform(

@@ -271,7 +271,7 @@ def gaussian_column_mask(
     return mask
 
 
-def _center_block(shape: tuple[int, int], center_fraction: float, pe_range: tuple[int, int]) -> np.ndarray:
+def _acs_block(shape: tuple[int, int], center_fraction: float, pe_range: tuple[int, int]) -> np.ndarray:
     """Fully sampled centre block ``round(H cf) x round(n cf)`` as a bool ``(H, W)`` array."""
     h, w = shape
     first, n_acs = acs_range(w, center_fraction, pe_range)
@@ -312,7 +312,7 @@ def gaussian_2d_mask(
     """
     h, w = int(shape[0]), int(shape[1])
     rng_pe = resolve_pe_range(w, pe_range)
-    mask = _center_block((h, w), center_fraction, rng_pe)
+    mask = _acs_block((h, w), center_fraction, rng_pe)
     region = _acquired_region((h, w), rng_pe)
     budget = _lines_budget(int(region.sum()), int(mask.sum()), acceleration, what="points")
     std_h, std_w = (None, None) if std is None else (std[0], std[1])
@@ -356,7 +356,7 @@ def poisson_disc_mask(
     if _check_acceleration(acceleration) <= 1:
         raise ValueError(f"acceleration must be > 1 for a Poisson-disc mask, got {acceleration}")
     start, stop = resolve_pe_range(w, pe_range)
-    block = _center_block((h, w), center_fraction, (start, stop))
+    block = _acs_block((h, w), center_fraction, (start, stop))
     _lines_budget(h * (stop - start), int(block.sum()), acceleration, what="points")
     n_rows, n_cols = int(round(h * center_fraction)), int(round((stop - start) * center_fraction))
     seed = _randint(rng, 2**31 - 1)
@@ -449,7 +449,7 @@ def radial_mask(
     """
     h, w = int(shape[0]), int(shape[1])
     rng_pe = resolve_pe_range(w, pe_range)
-    block = _center_block((h, w), center_fraction, rng_pe)
+    block = _acs_block((h, w), center_fraction, rng_pe)
     region = _acquired_region((h, w), rng_pe)
     target = int(round(region.sum() / _check_acceleration(acceleration)))
     _lines_budget(int(region.sum()), int(block.sum()), acceleration, what="points")
@@ -492,7 +492,7 @@ def spiral_mask(
         raise ValueError(f"n_arms must be >= 1, got {n_arms}")
     h, w = int(shape[0]), int(shape[1])
     rng_pe = resolve_pe_range(w, pe_range)
-    block = _center_block((h, w), center_fraction, rng_pe)
+    block = _acs_block((h, w), center_fraction, rng_pe)
     region = _acquired_region((h, w), rng_pe)
     target = int(round(region.sum() / _check_acceleration(acceleration)))
     _lines_budget(int(region.sum()), int(block.sum()), acceleration, what="points")

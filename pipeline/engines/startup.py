@@ -119,7 +119,7 @@ def preflight(
     except (DataError, ValueError) as err:
         raise ConfigError(str(err)) from None
     if tracking_uri is not None and idist.get_rank() == 0:
-        from pipeline.handlers.tracking import check_tracking_uri
+        from pipeline.tracking.mlflow import check_tracking_uri
 
         try:
             check_tracking_uri(tracking_uri)

@@ -1,4 +1,4 @@
-"""Ignite/MONAI handlers: checkpoints and resume, MLflow tracking, progress."""
+"""Ignite/MONAI handlers: checkpoints and resume, progress, evaluation report (tracking: :mod:`pipeline.tracking`)."""
 
 from pipeline.handlers.checkpoint import (
     AtomicCheckpointSaver,
@@ -12,20 +12,15 @@ from pipeline.handlers.checkpoint import (
 )
 from pipeline.handlers.progress import TrainingProgress
 from pipeline.handlers.report import MetricsReport
-from pipeline.handlers.tracking import MLflowTracker, ValidationLogger, check_tracking_uri, code_version
 
 __all__ = [
     "AtomicCheckpointSaver",
     "BestModelSaver",
     "ExportBundleWeights",
-    "MLflowTracker",
     "MetricsReport",
     "RNGState",
     "ResumeFromLatestCheckpoint",
     "TrainingProgress",
-    "ValidationLogger",
-    "check_tracking_uri",
-    "code_version",
     "latest_checkpoint",
     "load_weights",
     "save_atomic",

@@ -85,8 +85,9 @@ def test_train_writes_checkpoints_weights_and_mlflow_run(trained, tiny_dataset):
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    assert {"mode", "learning_rate", "sl_ssl_ratio", "ssdu_q", "network_size", "schedule"} <= set(run.data.params)
-    assert run.data.params["mode"] == "jssl"
+    assert {"mode", "learning_rate", "sl_ssl_ratio", "ssdu_q", "network_size", "schedule", "num_parameters",
+            "readout_crop", "override_stored_masks", "target_section"} <= set(run.data.params)
+    assert run.data.params["mode"] == "jssl" and run.data.params["network_size"] == "tiny"  # an override
     assert run.data.tags["mode"] == "jssl" and len(run.data.tags["manifest_digest"]) == 64 and run.data.tags["code_version"]
     assert {"loss", "loss_sl", "loss_ssl", "sl/l1", "ssl/kspace_nmse", "lr_group_0", "val_ssim", "val_psnr", "val_nmse"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -35,8 +35,10 @@ def test_preflight_names_unknown_networks_and_sizes(tiny_dataset):
         preflight("sl", tiny_dataset, network_size="huge")
 
 
-def test_preflight_accepts_a_good_setup(tiny_dataset, tmp_path):
-    preflight("jssl", tiny_dataset, network_size="tiny", tracking_uri=f"sqlite:///{tmp_path}/m.db", ratio={"sl": 1, "ssl": 1})
+def test_preflight_accepts_a_good_setup_and_creates_nothing(tiny_dataset, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow/m.db"
+    preflight("jssl", tiny_dataset, network_size="tiny", tracking_uri=uri, ratio={"sl": 1, "ssl": 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_preflight_refuses_an_undersampled_target_without_its_mask(tiny_dataset, tmp_path):
@@ -80,4 +82,4 @@ def test_preflight_names_a_corrupt_file(tiny_dataset, tmp_path):
 
 def test_preflight_refuses_a_tracking_uri_that_cannot_open(tiny_dataset):
     with pytest.raises(ConfigError, match="--tracking_uri"):
-        preflight("sl", tiny_dataset, tracking_uri="sqlite:////proc/forbidden/mlruns.db")
+        preflight("sl", tiny_dataset, tracking_uri="sqlite:////etc/hostname/mlruns.db")

@@ -1,0 +1,184 @@
+"""Ignite wiring of any :class:`~pipeline.tracking.Tracker`: the training run and its validations.
+
+What a training run records (one run per output folder, resumed after a crash):
+
+- params: the settings of the resolved config (:func:`~pipeline.tracking.loggable_settings`) and derived
+  values given explicitly (parameter count, interleaving schedule);
+- tags: the given tags (``mode``, ``manifest_digest`` in the bundle) and ``code_version``;
+- metrics: every scalar of the trainer's output (``loss``, ``loss_sl``, ``sl/l1`` ...) and ``lr_group_<i>``
+  every ``log_every`` iterations, and the evaluator's metrics at every validation (:class:`ValidationLogger`);
+- artifacts: ``command.txt`` (the command line, overrides included), PNGs of fixed validation slices
+  (``validation/iteration_NNNNNN.png``) and, at completion, the given files and folders.
+
+The run name is stored in ``<output_dir>/run_name.txt``; a restarted process reads it and the backend
+resumes the unfinished run of that name.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+
+from pipeline.keys import Keys
+from pipeline.tracking.base import Tracker
+from pipeline.tracking.settings import code_version, loggable_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _scalars(values: Any) -> dict[str, float]:
+    """The numeric entries of a mapping (numbers and one-element tensors); anything else gives ``{}``."""
+    if not isinstance(values, Mapping):
+        return {}
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+class TrackingHandler:
+    """Track a trainer's run through ``backend``, on rank 0 only under DDP. Attach it to the trainer.
+
+    Args:
+        backend: the tracker, e.g. :class:`~pipeline.tracking.MLflowTracker`.
+        output_dir: the training output folder; holds ``run_name.txt`` and ``command.txt``.
+        run_name: name of a NEW run (default ``<tags["mode"]>-<YYYYmmdd-HHMMSS>``); ignored when
+            ``output_dir`` already has one (resume).
+        config: the resolved config, id -> value, read when the run starts and filtered by
+            :func:`~pipeline.tracking.loggable_settings` (in a bundle: ``"$__local_refs"``).
+        params: further params (derived values); they win over settings of the same name.
+        tags: tags of the run; ``code_version`` is added.
+        artifacts: files or folders (their files) logged when the trainer completes.
+        log_every: log the iteration metrics every this many iterations.
+    """
+
+    def __init__(
+        self,
+        backend: Tracker,
+        output_dir: str | Path,
+        run_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        artifacts: Sequence[str | Path] | None = None,
+        log_every: int = 1,
+    ) -> None:
+        self.backend = backend
+        self.output_dir = Path(output_dir)
+        self.run_name = run_name
+        self.config = config
+        self.params = dict(params or {})
+        self.tags = dict(tags or {})
+        self.artifacts = [Path(a) for a in artifacts or []]
+        self.log_every = max(1, int(log_every))
+        self.enabled = idist.get_rank() == 0  # one writer under DDP: rank 0
+        self.trainer: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Track ``engine`` (the trainer): start/resume at ``STARTED``, end the run at ``COMPLETED``."""
+        self.trainer = engine
+        if not self.enabled:
+            return
+        engine.add_event_handler(Events.STARTED, self.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.log_every), self.iteration_completed)
+        engine.add_event_handler(Events.COMPLETED, self.completed)
+
+    def started(self, engine: Engine) -> None:
+        """Start or resume the run; log tags, params and ``command.txt``."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        name_file = self.output_dir / "run_name.txt"
+        if name_file.is_file() and name_file.read_text().strip():
+            run_name = name_file.read_text().strip()
+        else:
+            run_name = self.run_name or f"{self.tags.get('mode') or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name_file.write_text(run_name + "\n")
+        self.backend.start(run_name)
+        self.backend.set_tags({**self.tags, "code_version": code_version()})
+        self.backend.log_params({**loggable_settings(self.config or {}), **self.params})
+        # the exact command, overrides included: with the config files this reproduces the run
+        command = self.output_dir / "command.txt"
+        command.write_text(shlex.join([Path(sys.executable).name, *sys.argv]) + "\n")
+        self.backend.log_artifact(command)
+        logger.info(f"tracking run {self.backend.run_id} ({run_name}) with {type(self.backend).__name__}")
+
+    def iteration_completed(self, engine: Engine) -> None:
+        """Log the scalars of ``engine.state.output`` and the learning rate of each optimiser group."""
+        metrics = _scalars(engine.state.output)
+        optimizer = getattr(engine, "optimizer", None)
+        if optimizer is not None:
+            metrics.update({f"lr_group_{i}": float(group["lr"]) for i, group in enumerate(optimizer.param_groups)})
+        self.backend.log_metrics(metrics, step=engine.state.iteration)
+
+    def completed(self, engine: Engine) -> None:
+        """Log the artifacts and end the run as ``FINISHED``."""
+        for path in self.artifacts:
+            if path.exists():
+                self.backend.log_artifact(path)
+            else:
+                logger.warning(f"artifact {path} does not exist; not logged")
+        self.backend.end("FINISHED")
+
+
+class ValidationLogger:
+    """Send an evaluator's metrics and a PNG of fixed validation slices to the trainer's run.
+
+    Attach to the validation evaluator. The first ``num_images`` slices of the (unshuffled) validation
+    loader are drawn at every validation: zero-filled input, reconstruction, reference and error. The step
+    is the trainer's iteration.
+
+    Args:
+        tracking: the :class:`TrackingHandler` attached to the trainer.
+        image_dir: where the PNGs are written before upload.
+        num_images: slices per PNG.
+    """
+
+    def __init__(self, tracking: TrackingHandler, image_dir: str | Path, num_images: int = 3) -> None:
+        self.tracking = tracking
+        self.image_dir = Path(image_dir)
+        self.num_images = num_images
+        self._rows: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        """Collect images during ``engine``'s epoch and log them with its metrics at ``EPOCH_COMPLETED``."""
+        if not self.tracking.enabled:
+            return
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._log)
+
+    def _collect(self, engine: Engine) -> None:
+        out = engine.state.output
+        for i in range(out[Keys.PRED].shape[0]):
+            if len(self._rows) >= self.num_images:
+                return
+            self._rows.append(
+                {
+                    "title": f"{out[Keys.FILENAME][i]} slice {int(out[Keys.SLICE][i])}",
+                    "input": out["zero_filled"][i, 0].cpu() if "zero_filled" in out else None,
+                    "recon": out[Keys.PRED][i, 0].cpu(),
+                    "reference": out[Keys.TARGET][i, 0].cpu() if Keys.TARGET in out else None,
+                }
+            )
+
+    def _log(self, engine: Engine) -> None:
+        trainer = self.tracking.trainer
+        step = trainer.state.iteration if trainer is not None else engine.state.epoch
+        backend = self.tracking.backend
+        backend.log_metrics(_scalars(engine.state.metrics), step=step)
+        if self._rows:
+            from pipeline.io.previews import save_comparison_grid
+
+            path = save_comparison_grid(self._rows, self.image_dir / f"iteration_{step:06d}.png")
+            backend.log_artifact(path, "validation")

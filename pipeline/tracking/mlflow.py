@@ -1,0 +1,130 @@
+"""The MLflow backend of :class:`~pipeline.tracking.Tracker`, on ``mlflow.MlflowClient``.
+
+With a SQLite store (``sqlite:///<folder>/mlruns.db``) the artifacts are kept in ``<folder>/mlruns``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import LifecycleStage, Metric, Param, RunTag
+
+from pipeline.tracking.base import Tracker
+
+#: MLflow's limit on params (and tags) per ``log_batch`` call.
+_BATCH = 100
+
+
+def check_tracking_uri(tracking_uri: str) -> str:
+    """Check a tracking URI without creating or opening anything, so a bad one stops a run at start-up.
+
+    A ``sqlite:///`` store must be a file (or not exist yet) whose nearest existing parent folder is
+    writable; an ``http(s)://`` server is only opened by :meth:`MLflowTracker.start`.
+
+    Returns:
+        ``tracking_uri``, unchanged.
+
+    Raises:
+        ValueError: if the URI is a plain path/``file://`` URI (MLflow >= 3.13 refuses file stores) or the
+            SQLite file cannot be created or opened there.
+    """
+    if "://" not in tracking_uri or tracking_uri.startswith("file://"):
+        raise ValueError(
+            f"MLflow tracking URI {tracking_uri!r} is a file store, which MLflow refuses: "
+            "use sqlite:///<folder>/mlruns.db or an http(s) tracking server"
+        )
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri[len("sqlite:///") :])
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if path.exists() and not path.is_file():
+            raise ValueError(f"cannot open the MLflow tracking store {tracking_uri!r}: {path} is not a file")
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot open the MLflow tracking store {tracking_uri!r}: {folder} is not writable")
+    return tracking_uri
+
+
+def _open_store(tracking_uri: str) -> mlflow.MlflowClient:
+    """An ``MlflowClient`` on a checked URI, creating the SQLite file's folder; failures become ``ValueError``."""
+    check_tracking_uri(tracking_uri)
+    try:
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure to open the store is reported the same way
+        raise ValueError(f"cannot open the MLflow tracking store {tracking_uri!r}: {err}") from err
+    return client
+
+
+class MLflowTracker(Tracker):
+    """MLflow runs in one experiment; :meth:`start` resumes the unfinished run of the same name.
+
+    Nothing is opened before :meth:`start`, so building it on every DDP rank is free.
+
+    Args:
+        tracking_uri: ``sqlite:///.../mlruns.db`` or ``http(s)://...`` (the ``MLFLOW_TRACKING_URI``
+            environment variable is not consulted).
+        experiment_name: created on first use.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_name: str = "jssl") -> None:
+        super().__init__()
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.client: mlflow.MlflowClient | None = None
+
+    def _start(self, run_name: str) -> str:
+        self.client = _open_store(self.tracking_uri)
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            experiment_id = self.client.create_experiment(self.experiment_name, self._artifact_location())
+        elif experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise ValueError(f"MLflow experiment {self.experiment_name!r} is deleted: restore it or use another name")
+        else:
+            experiment_id = experiment.experiment_id
+        unfinished = self.client.search_runs(
+            [experiment_id], filter_string="attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"]
+        )
+        for run in unfinished:
+            if run.info.run_name == run_name:
+                return run.info.run_id
+        return self.client.create_run(experiment_id, run_name=run_name).info.run_id
+
+    def _artifact_location(self) -> str | None:
+        if self.tracking_uri.startswith("sqlite:///"):
+            return (Path(self.tracking_uri[len("sqlite:///") :]).resolve().parent / "mlruns").as_uri()
+        return None  # the server decides
+
+    def _log_params(self, params: dict[str, str]) -> None:
+        self._batches(params=[Param(key, value) for key, value in params.items()])
+
+    def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self._batches(metrics=[Metric(key, value, now, step) for key, value in metrics.items()])
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        self._batches(tags=[RunTag(key, value) for key, value in tags.items()])
+
+    def _batches(
+        self, metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()
+    ) -> None:
+        """``log_batch`` in chunks of MLflow's per-call limit."""
+        for i in range(0, max(len(metrics), len(params), len(tags)), _BATCH):
+            self.client.log_batch(
+                self.run_id, metrics=metrics[i : i + _BATCH], params=params[i : i + _BATCH], tags=tags[i : i + _BATCH]
+            )
+
+    def _log_artifact(self, path: Path, artifact_path: str | None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def _end(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)

@@ -1,0 +1,93 @@
+"""The Ignite handlers on real tiny Ignite engines, with an in-memory backend: MLflow is one backend of many."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+from pipeline.keys import Keys
+from pipeline.tracking import TrackingHandler, ValidationLogger
+from tests.tracking.test_base import MemoryTracker
+
+
+def _trainer(iterations: int = 4) -> Engine:
+    """An engine shaped like the JSSL trainer: dict output of scalars, an ``optimizer`` attribute."""
+    trainer = Engine(lambda engine, batch: {"loss": float(batch), "sl/l1": torch.tensor(0.5), "name": "x"})
+    trainer.optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+    trainer.data = list(range(1, iterations + 1))
+    return trainer
+
+
+def _evaluator() -> Engine:
+    """An engine shaped like the reconstruction evaluator: images in the output, metrics at epoch end."""
+
+    def step(engine, batch):
+        image = torch.rand(2, 1, 8, 8)
+        return {Keys.PRED: image, Keys.TARGET: image + 0.1, "zero_filled": image * 0.5,
+                Keys.FILENAME: ["vol_a.h5", "vol_a.h5"], Keys.SLICE: torch.tensor([2 * batch, 2 * batch + 1])}
+
+    evaluator = Engine(step)
+    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_ssim=0.75, val_psnr=30))
+    return evaluator
+
+
+def _wire(tmp_path, backend, **kwargs):
+    tracking = TrackingHandler(backend, tmp_path / "out", artifacts=[tmp_path / "model.pt"], **kwargs)
+    trainer, evaluator = _trainer(), _evaluator()
+    tracking.attach(trainer)
+    ValidationLogger(tracking, tmp_path / "out" / "validation", num_images=3).attach(evaluator)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=4), lambda _: evaluator.run([0, 1]))
+    return tracking, trainer
+
+
+def test_training_and_validation_reach_any_backend(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    backend = MemoryTracker()
+    config = {"mode": "jssl", "readout_crop": False, "network": torch.nn.Identity(), "schedule": None}
+    tracking, trainer = _wire(tmp_path, backend, config=config, params={"schedule": "sl,ssl"},
+                              tags={"mode": "jssl"}, log_every=2)
+    trainer.run(trainer.data, max_epochs=1)
+
+    hooks = [name for name, _, _ in backend.calls]
+    assert hooks[:4] == ["start", "tags", "params", "artifact"] and hooks[-1] == "end"
+    assert {run_id for _, run_id, _ in backend.calls} == {"run0"}
+    [run_name] = backend.payloads("start")
+    assert run_name.startswith("jssl-") and (tmp_path / "out" / "run_name.txt").read_text() == run_name + "\n"
+    [tags] = backend.payloads("tags")
+    assert tags["mode"] == "jssl" and tags["code_version"]
+    assert backend.payloads("params") == [{"mode": "jssl", "readout_crop": "False", "schedule": "sl,ssl"}]
+    metrics = backend.payloads("metrics")
+    assert [step for step, _ in metrics] == [2, 4, 4]  # every log_every iterations, then the validation
+    assert metrics[0][1] == {"loss": 2.0, "sl/l1": 0.5, "lr_group_0": 0.1}
+    assert metrics[2][1] == {"val_ssim": 0.75, "val_psnr": 30.0}
+    assert backend.payloads("artifact") == [("command.txt", None), ("iteration_000004.png", "validation"),
+                                            ("model.pt", None)]
+    assert (tmp_path / "out" / "validation" / "iteration_000004.png").stat().st_size > 1000
+    assert backend.payloads("end") == ["FINISHED"]
+
+
+def test_a_restarted_process_resumes_the_run_of_its_output_folder(tmp_path):
+    backend = MemoryTracker()
+    first, _ = _wire(tmp_path, backend, run_name="first")
+    first.started(_trainer())  # the process dies before COMPLETED
+    second, trainer = _wire(tmp_path, backend, run_name="ignored on resume")
+    trainer.run(trainer.data, max_epochs=1)
+    assert backend.payloads("start") == ["first", "first"]
+    assert {run_id for _, run_id, _ in backend.calls} == {"run0"}
+
+
+def test_the_guard_holds_through_the_handlers(tmp_path):
+    backend = MemoryTracker()
+    tracking, trainer = _wire(tmp_path, backend, config={"patient_id": "P001"})
+    with pytest.raises(ValueError, match="patient identifiers never leave the data"):
+        trainer.run(trainer.data, max_epochs=1)
+    assert backend.payloads("params") == []
+
+
+def test_only_rank_0_tracks(tmp_path, monkeypatch):
+    monkeypatch.setattr("ignite.distributed.get_rank", lambda: 1)
+    backend = MemoryTracker()
+    _, trainer = _wire(tmp_path, backend)
+    trainer.run(trainer.data, max_epochs=1)
+    assert backend.calls == [] and not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ Lambda. Which branch a batch belongs to is written into it by :class:`~pipeline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from torch.optim import Optimizer
 
 from pipeline.engines.batching import autocast_context, loss_arguments, network_inputs
 from pipeline.keys import Keys
+
+logger = logging.getLogger(__name__)
 
 
 def _check_no_leak(kspace_in: torch.Tensor, input_mask: torch.Tensor, loss_mask: torch.Tensor) -> None:
@@ -49,12 +52,16 @@ class JSSLTrainer(SupervisedTrainer):
         branch_weights: multiplies each branch's loss (default 1 for every branch).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a gradient scaler; CUDA only).
         grad_clip_norm: clip the global gradient norm to this value (``None``: no clipping).
+        max_nonfinite_steps: a step whose loss or gradients are not finite is skipped (the optimiser is not
+            stepped, so the weights stay finite) and counted; this many skipped steps in a row stop the run
+            with a :class:`FloatingPointError` naming the files and slices of those batches. fp16 steps
+            that the gradient scaler skips while it calibrates are not counted.
         epoch_length: steps per epoch (default ``len(train_data_loader)``).
         train_handlers: Ignite/MONAI handlers.
 
     The iteration output (``engine.state.output``) is a dict of floats: ``loss`` (weighted, of this
-    step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, ready for the stats and MLflow
-    handlers.
+    step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, and ``skipped_steps`` (non-finite
+    steps skipped so far), ready for the stats and MLflow handlers.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class JSSLTrainer(SupervisedTrainer):
         branch_weights: Mapping[str, float] | None = None,
         precision: str = "fp32",
         grad_clip_norm: float | None = None,
+        max_nonfinite_steps: int = 5,
         epoch_length: int | None = None,
         train_handlers: Sequence | None = None,
         non_blocking: bool = False,
@@ -93,6 +101,11 @@ class JSSLTrainer(SupervisedTrainer):
         autocast_context(torch.device(device), precision)  # validates precision/device early
         self.precision = precision
         self.grad_clip_norm = grad_clip_norm
+        if max_nonfinite_steps < 1:
+            raise ValueError(f"max_nonfinite_steps must be >= 1, got {max_nonfinite_steps}")
+        self.max_nonfinite_steps = int(max_nonfinite_steps)
+        self.skipped_steps = 0
+        self._skipped_in_a_row: list[str] = []
         self.grad_scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
     def _iteration(self, engine: JSSLTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
@@ -116,26 +129,29 @@ class JSSLTrainer(SupervisedTrainer):
         loss, terms = engine.losses[branch](output, **loss_kwargs)
         weighted = engine.branch_weights[branch] * loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        if not torch.isfinite(weighted):
-            raise FloatingPointError(
-                f"non-finite {branch} loss at iteration {engine.state.iteration}: {float(weighted)} "
-                f"(terms: { {k: float(v) for k, v in terms.items()} })"
-            )
-        if engine.grad_scaler is not None:
+        finite = bool(torch.isfinite(weighted))
+        if finite and engine.grad_scaler is not None:
             engine.grad_scaler.scale(weighted).backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             engine.grad_scaler.unscale_(engine.optimizer)
             self._clip(engine)
-            engine.grad_scaler.step(engine.optimizer)
+            engine.grad_scaler.step(engine.optimizer)  # skips overflowing steps itself
             engine.grad_scaler.update()
-        else:
+        elif finite:
             weighted.backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            self._clip(engine)
-            engine.optimizer.step()
+            finite = self._clip(engine)
+            if finite:
+                engine.optimizer.step()
+        if finite:
+            engine._skipped_in_a_row.clear()
+        else:
+            engine.optimizer.zero_grad(set_to_none=True)
+            self._skip(engine, batchdata, branch, float(weighted.detach()))
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
 
         engine.state.output = {
+            "skipped_steps": float(engine.skipped_steps),
             "loss": float(weighted.detach()),
             f"loss_{branch}": float(loss.detach()),
             **{f"{branch}/{name}": float(value) for name, value in terms.items()},
@@ -143,6 +159,29 @@ class JSSLTrainer(SupervisedTrainer):
         return engine.state.output
 
     @staticmethod
-    def _clip(engine: JSSLTrainer) -> None:
-        if engine.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(engine.network.parameters(), engine.grad_clip_norm)
+    def _clip(engine: JSSLTrainer) -> bool:
+        """Clip the global gradient norm (when set); returns whether every gradient is finite."""
+        max_norm = engine.grad_clip_norm if engine.grad_clip_norm is not None else float("inf")
+        total = torch.nn.utils.clip_grad_norm_(engine.network.parameters(), max_norm)
+        return bool(torch.isfinite(total))
+
+    @staticmethod
+    def _skip(engine: JSSLTrainer, batch: Mapping[str, Any], branch: str, loss: float) -> None:
+        """Count a skipped non-finite step; stop after ``max_nonfinite_steps`` of them in a row.
+
+        Raises:
+            FloatingPointError: naming the files and slices of the batches of those steps.
+        """
+        engine.skipped_steps += 1
+        slices = torch.as_tensor(batch.get(Keys.SLICE, [])).reshape(-1).tolist()
+        names = batch.get(Keys.FILENAME, [])
+        where = ", ".join(f"{name} slice {s}" for name, s in zip(names, slices)) or "unknown slices"
+        engine._skipped_in_a_row.append(f"iteration {engine.state.iteration} ({branch}): {where}")
+        logger.warning(
+            f"skipped a non-finite {branch} step at iteration {engine.state.iteration} (loss {loss}): {where}"
+        )
+        if len(engine._skipped_in_a_row) >= engine.max_nonfinite_steps:
+            raise FloatingPointError(
+                f"{len(engine._skipped_in_a_row)} training steps in a row had a non-finite loss or gradients; "
+                "the weights were left unchanged. Batches: " + "; ".join(engine._skipped_in_a_row)
+            )

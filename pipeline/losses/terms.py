@@ -2,7 +2,11 @@
 
 Image terms take magnitude images ``(B, 1, H, W)``; k-space terms take ``(B, C, H, W, 2)`` k-space and an
 optional 0/1 mask ``(B, 1, H, W, 1)`` (or anything broadcastable) restricting the sums. Every term is 0 for
-identical inputs, non-negative, and finite for all-zero references (denominators are floored).
+identical inputs and non-negative.
+
+Normalised terms (SSIM, HFEN, k-space NMSE/NMAE) are undefined for a blank reference (zero data range,
+zero energy): such a sample contributes 0 to the term, with a zero gradient. The division is masked, not
+floored, so a blank or padded slice can never turn a tiny denominator into an overflowing gradient.
 """
 
 from __future__ import annotations
@@ -21,8 +25,14 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 HFEN_KERNEL_SIZE = 15
 HFEN_SIGMA = 2.5  # pixels
-# Floor of normalising denominators and SSIM data ranges: keeps all-zero references finite.
+# Normalising denominators and SSIM data ranges at or below this are "blank": that sample is left out.
 EPS = 1e-12
+
+
+def _masked_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """``numerator / denominator`` per sample ``(B,)``, 0 (with zero gradient) where ``denominator <= EPS``."""
+    valid = denominator > EPS
+    return torch.where(valid, numerator / torch.where(valid, denominator, torch.ones_like(denominator)), 0.0)
 
 
 def l1_image_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -39,17 +49,20 @@ def ssim_loss(pred: Tensor, target: Tensor, data_range: Tensor) -> Tensor:
     Args:
         pred: predicted magnitude images ``(B, 1, H, W)``, ``H, W >= 7``.
         target: reference magnitude images ``(B, 1, H, W)``.
-        data_range: per-image data range ``(B,)`` (fastMRI: the target volume's maximum), floored at 1e-12.
+        data_range: per-image data range ``(B,)`` (fastMRI: the target volume's maximum); an image whose
+            data range is ``<= 1e-12`` (blank) contributes 0.
 
     Returns:
-        Scalar loss in ``[0, 2]``, 0 for identical images.
+        Scalar loss in ``[0, 2]`` (mean over the batch), 0 for identical images.
     """
     n = SSIM_WIN_SIZE
     window = torch.full((1, 1, n, n), 1.0 / n**2, dtype=pred.dtype, device=pred.device)
     cov_norm = n**2 / (n**2 - 1)
     # SSIM is invariant to scaling images and data range together: work in units of the data range, so
     # that C1 = K1^2 and C2 = K2^2 cannot underflow.
-    scale = data_range.to(pred).clamp_min(EPS).view(-1, 1, 1, 1)
+    data_range = data_range.to(pred).reshape(-1)
+    valid = data_range > EPS
+    scale = torch.where(valid, data_range, torch.ones_like(data_range)).view(-1, 1, 1, 1)
     pred, target = pred / scale, target / scale
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     b, _, h, w = pred.shape
@@ -61,7 +74,8 @@ def ssim_loss(pred: Tensor, target: Tensor, data_range: Tensor) -> Tensor:
     vxy = cov_norm * (uxy - ux * uy)
     # luminance and contrast-structure factors divided separately: no overflow of their products
     ssim_map = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1) * ((2 * vxy + c2) / (vx + vy + c2))
-    return 1.0 - ssim_map.mean()
+    per_image = 1.0 - ssim_map.flatten(1).mean(dim=1)  # (B,)
+    return torch.where(valid, per_image, 0.0).mean()
 
 
 def laplacian_of_gaussian_kernel(size: int = HFEN_KERNEL_SIZE, sigma: float = HFEN_SIGMA) -> Tensor:
@@ -76,8 +90,8 @@ def laplacian_of_gaussian_kernel(size: int = HFEN_KERNEL_SIZE, sigma: float = HF
 def hfen_loss(pred: Tensor, target: Tensor, p: int) -> Tensor:
     """Normalised high-frequency error norm: ``||LoG(pred) - LoG(target)||_p / ||LoG(target)||_p``.
 
-    LoG: 15x15 Laplacian of Gaussian, sigma 2.5 pixels, zero padding. The ratio is taken per image
-    (denominator floored at 1e-12) and averaged over the batch.
+    LoG: 15x15 Laplacian of Gaussian, sigma 2.5 pixels, zero padding. The ratio is taken per image (0 for
+    a flat reference) and averaged over the batch.
 
     Args:
         pred: predicted magnitude images ``(B, 1, H, W)``.
@@ -94,7 +108,7 @@ def hfen_loss(pred: Tensor, target: Tensor, p: int) -> Tensor:
     log_pred, log_target = filtered.unbind(dim=1)  # (B, H * W) each
     error = torch.linalg.vector_norm(log_pred - log_target, ord=p, dim=1)
     norm = torch.linalg.vector_norm(log_target, ord=p, dim=1)
-    return (error / norm.clamp_min(EPS)).mean()
+    return _masked_ratio(error, norm).mean()
 
 
 def kspace_nmse(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
@@ -112,7 +126,7 @@ def kspace_nmse(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> 
     if mask is not None:
         weight = mask.to(pred).squeeze(-1)  # (B, 1, H, W)
         diff, ref = diff * weight, ref * weight
-    return (diff.flatten(1).sum(1) / ref.flatten(1).sum(1).clamp_min(EPS)).mean()
+    return _masked_ratio(diff.flatten(1).sum(1), ref.flatten(1).sum(1)).mean()
 
 
 def kspace_nmae(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
@@ -129,4 +143,4 @@ def kspace_nmae(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> 
     if mask is not None:
         weight = mask.to(pred).squeeze(-1)  # (B, 1, H, W)
         diff, ref = diff * weight, ref * weight
-    return (diff.flatten(1).sum(1) / ref.flatten(1).sum(1).clamp_min(EPS)).mean()
+    return _masked_ratio(diff.flatten(1).sum(1), ref.flatten(1).sum(1)).mean()

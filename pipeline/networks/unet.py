@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 _NEGATIVE_SLOPE = 0.2
-# Floor of the per-sample variance in NormUnet (float32 normal range): an all-zero input stays finite.
-_VAR_FLOOR = 1e-30
+# Floor of the per-sample variance in NormUnet. Inputs are intensity-normalised (values of order 1), so it
+# never binds on real data; it keeps 1 / std (the gradient's gain) at most 1e6 on blank or near-blank
+# slices, where a float32-tiny floor let the backward pass overflow to NaN.
+_VAR_FLOOR = 1e-12
 
 
 def _instance_norm(chans: int) -> nn.GroupNorm:
@@ -144,7 +146,7 @@ class NormUnet(nn.Module):
     """Complex-image U-Net with per-sample normalisation: ``(N, H, W, 2) -> (N, H, W, 2)``.
 
     The real and imaginary parts become two channels, each normalised per sample to zero mean and unit
-    standard deviation (variance floored at 1e-30 so that an all-zero input gives a finite output), the
+    standard deviation (variance floored at 1e-12 so that blank inputs give finite outputs and gradients), the
     grid is zero-padded to a multiple of ``2**pools``, and the :class:`Unet` output is cropped back and
     de-normalised. The output is in the input's units.
 

@@ -116,3 +116,61 @@ def test_bad_precision_and_weights_fail_at_construction(tiny_dataset):
         JSSLTrainer(**kwargs, precision="fp16")
     with pytest.raises(ValueError, match="branch weight"):
         JSSLTrainer(**kwargs, branch_weights={"sl": -1.0})
+
+
+def test_blank_slices_keep_every_parameter_finite(tiny_dataset):
+    """All-zero k-space and reference (padded series): two supervised steps leave the weights finite."""
+    network = build_network("varnet", "tiny")
+    trainer = _trainer(tiny_dataset, "sl", network, iterations=2)
+
+    def blank(engine):
+        for key in (Keys.KSPACE, Keys.MASKED_KSPACE, Keys.TARGET):
+            engine.state.batch[key] = torch.zeros_like(engine.state.batch[key])
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, blank)
+    trainer.run()
+    assert trainer.skipped_steps == 0
+    assert all(torch.isfinite(p).all() for p in network.parameters())
+
+
+class _NaNAfter(torch.nn.Module):
+    """The tiny network, whose output turns NaN (so do its gradients) on the calls listed."""
+
+    def __init__(self, bad_calls):
+        super().__init__()
+        self.net, self.bad_calls, self.calls = build_network("varnet", "tiny"), set(bad_calls), 0
+
+    def forward(self, kspace, mask, nlf=None):
+        self.calls += 1
+        out = self.net(kspace, mask, nlf)
+        if self.calls in self.bad_calls:
+            return out._replace(kspace=out.kspace * float("nan"), image=out.image * float("nan"))
+        return out
+
+
+def test_a_non_finite_step_is_skipped_counted_and_logged(tiny_dataset):
+    network = _NaNAfter(bad_calls={2})
+    trainer = _trainer(tiny_dataset, "sl", network, iterations=3)
+    weights = {}
+    outputs = []
+    trainer.add_event_handler(Events.ITERATION_STARTED(once=2), lambda e: weights.update(
+        {n: p.detach().clone() for n, p in network.named_parameters()}))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda e: weights.update(
+        {"unchanged": all(torch.equal(p, weights[n]) for n, p in network.named_parameters())}))
+    trainer.run()
+    assert weights["unchanged"]  # the bad step did not touch the weights
+    assert [o["skipped_steps"] for o in outputs] == [0.0, 1.0, 1.0]
+    assert all(torch.isfinite(p).all() for p in network.parameters())
+
+
+def test_consecutive_non_finite_steps_stop_naming_the_slices(tiny_dataset):
+    network = _NaNAfter(bad_calls={1, 2, 3})
+    trainer = _trainer(tiny_dataset, "sl", network, iterations=4)
+    trainer.max_nonfinite_steps = 3
+    with pytest.raises(FloatingPointError) as err:
+        trainer.run()
+    message = str(err.value)
+    assert "3 training steps in a row" in message and message.count("iteration") == 3
+    assert "proxy_0" in message and "slice" in message
+    assert all(torch.isfinite(p).all() for p in network.parameters())

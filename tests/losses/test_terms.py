@@ -96,3 +96,26 @@ def test_all_zero_references_are_finite():
     assert all(torch.isfinite(v) for v in values)
     sum(values).backward()
     assert torch.isfinite(pred_img.grad).all() and torch.isfinite(pred_k.grad).all()
+
+
+def test_blank_references_contribute_nothing_and_keep_gradients_finite():
+    """Normalised terms are masked, not floored: a blank sample adds 0 and a zero gradient."""
+    from pipeline.losses import hfen_loss, kspace_nmae, kspace_nmse, ssim_loss
+
+    pred_k = (torch.randn(2, 3, 16, 16, 2) * 1e-3).requires_grad_()
+    target_k = torch.randn(2, 3, 16, 16, 2)
+    target_k[1] = 0.0  # the second sample is blank
+    pred_i = (torch.rand(2, 1, 16, 16) * 1e-3).requires_grad_()
+    target_i = torch.rand(2, 1, 16, 16)
+    target_i[1] = 0.0
+    for value in (
+        kspace_nmse(pred_k, target_k),
+        kspace_nmae(pred_k, target_k),
+        ssim_loss(pred_i, target_i, target_i.flatten(1).amax(1)),
+        hfen_loss(pred_i, target_i, p=1),
+    ):
+        value.backward()
+    assert torch.isfinite(pred_k.grad).all() and torch.isfinite(pred_i.grad).all()
+    assert pred_k.grad[1].abs().max() == 0 and pred_i.grad[1].abs().max() == 0
+    single = kspace_nmse(pred_k[:1].detach(), target_k[:1])
+    assert float(kspace_nmse(pred_k.detach(), target_k)) == pytest.approx(float(single) / 2)

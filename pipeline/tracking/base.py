@@ -81,13 +81,19 @@ class Tracker(ABC):
         """Id of the active run, ``None`` before :meth:`start` and after :meth:`end`."""
         return self._run_id
 
-    def start(self, run_name: str) -> str:
-        """Start the run ``run_name``, or resume the unfinished run of that name (after a crash).
+    def start(self, run_name: str, run_id: str | None = None) -> str:
+        """Start a new run called ``run_name``, or reopen the run ``run_id`` (a resumed or extended training).
+
+        Runs are found by id, never by name: two runs may share a name.
 
         Returns:
             The run id.
+
+        Raises:
+            ValueError: ``run_id`` is not a run of this store.
         """
-        self._run_id = self._start(run_name)
+        check_keys({run_name: None}, "run name")
+        self._run_id = self._start(run_name, run_id)
         return self._run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -144,8 +150,8 @@ class Tracker(ABC):
         return self._run_id
 
     @abstractmethod
-    def _start(self, run_name: str) -> str:
-        """Create the run, or find the unfinished run of that name; return its id."""
+    def _start(self, run_name: str, run_id: str | None) -> str:
+        """Create a run named ``run_name`` (``run_id`` is ``None``) or reopen ``run_id``; return the id."""
 
     @abstractmethod
     def _log_params(self, params: dict[str, str]) -> None:

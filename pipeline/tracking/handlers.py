@@ -10,12 +10,14 @@ What a training run records (one run per output folder, resumed after a crash):
 - artifacts: ``command.txt`` (the command line, overrides included), PNGs of fixed validation slices
   (``validation/iteration_NNNNNN.png``) and, at completion, the given files and folders.
 
-The run name is stored in ``<output_dir>/run_name.txt``; a restarted process reads it and the backend
-resumes the unfinished run of that name.
+The run's id is stored in ``<output_dir>/tracking_run.json``: a resumed (after a crash) or extended (more
+epochs) training reopens THAT run, and a new output folder always gets a new run, whatever its name.
+Runs are never looked up by name, so two folders sharing a store and a ``run_name`` never mix.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import sys
@@ -33,6 +35,9 @@ from pipeline.tracking.base import Tracker
 from pipeline.tracking.settings import code_version, loggable_settings
 
 logger = logging.getLogger(__name__)
+
+#: File in the training output folder that holds ``{"run_id", "run_name"}`` of its tracking run.
+RUN_FILE = "tracking_run.json"
 
 
 def _scalars(values: Any) -> dict[str, float]:
@@ -53,9 +58,9 @@ class TrackingHandler:
 
     Args:
         backend: the tracker, e.g. :class:`~pipeline.tracking.MLflowTracker`.
-        output_dir: the training output folder; holds ``run_name.txt`` and ``command.txt``.
+        output_dir: the training output folder; holds ``tracking_run.json`` and ``command.txt``.
         run_name: name of a NEW run (default ``<tags["mode"]>-<YYYYmmdd-HHMMSS>``); ignored when
-            ``output_dir`` already has one (resume).
+            ``output_dir`` already has a run (resume / extension).
         config: the resolved config, id -> value, read when the run starts and filtered by
             :func:`~pipeline.tracking.loggable_settings` (in a bundle: ``"$__local_refs"``).
         params: further params (derived values); they win over settings of the same name.
@@ -98,13 +103,12 @@ class TrackingHandler:
     def started(self, engine: Engine) -> None:
         """Start or resume the run; log tags, params and ``command.txt``."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        name_file = self.output_dir / "run_name.txt"
-        if name_file.is_file() and name_file.read_text().strip():
-            run_name = name_file.read_text().strip()
-        else:
-            run_name = self.run_name or f"{self.tags.get('mode') or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
-            name_file.write_text(run_name + "\n")
-        self.backend.start(run_name)
+        run_file = self.output_dir / RUN_FILE
+        stored = json.loads(run_file.read_text()) if run_file.is_file() else {}
+        run_name = stored.get("run_name") or self.run_name or f"{self.tags.get('mode') or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_id = self.backend.start(run_name, run_id=stored.get("run_id"))
+        if not stored:
+            run_file.write_text(json.dumps({"run_id": run_id, "run_name": run_name}) + "\n")
         self.backend.set_tags({**self.tags, "code_version": code_version()})
         self.backend.log_params({**loggable_settings(self.config or {}), **self.params})
         # the exact command, overrides included: with the config files this reproduces the run

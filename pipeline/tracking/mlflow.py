@@ -5,9 +5,9 @@ With a SQLite store (``sqlite:///<folder>/mlruns.db``) the artifacts are kept in
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
-import os
 from pathlib import Path
 
 import mlflow
@@ -79,7 +79,7 @@ class MLflowTracker(Tracker):
         self.experiment_name = experiment_name
         self.client: mlflow.MlflowClient | None = None
 
-    def _start(self, run_name: str) -> str:
+    def _start(self, run_name: str, run_id: str | None) -> str:
         self.client = _open_store(self.tracking_uri)
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
@@ -88,13 +88,15 @@ class MLflowTracker(Tracker):
             raise ValueError(f"MLflow experiment {self.experiment_name!r} is deleted: restore it or use another name")
         else:
             experiment_id = experiment.experiment_id
-        unfinished = self.client.search_runs(
-            [experiment_id], filter_string="attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"]
-        )
-        for run in unfinished:
-            if run.info.run_name == run_name:
-                return run.info.run_id
-        return self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        if run_id is None:
+            return self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        try:
+            run = self.client.get_run(run_id)
+        except mlflow.exceptions.MlflowException as err:
+            raise ValueError(f"MLflow run {run_id} is not in {self.tracking_uri}: {err.message}") from None
+        if run.info.status != "RUNNING":  # an extended run: more epochs into the same run
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
 
     def _artifact_location(self) -> str | None:
         if self.tracking_uri.startswith("sqlite:///"):
@@ -102,7 +104,14 @@ class MLflowTracker(Tracker):
         return None  # the server decides
 
     def _log_params(self, params: dict[str, str]) -> None:
-        self._batches(params=[Param(key, value) for key, value in params.items()])
+        """Log new params; a reopened run's params that changed (e.g. ``max_epochs`` of an extended run) are
+        recorded as tags ``param_changed.<key>`` = ``"old -> new"`` (MLflow params cannot change)."""
+        logged = self.client.get_run(self.run_id).data.params
+        changed = {key: f"{logged[key]} -> {value}" for key, value in params.items() if logged.get(key, value) != value}
+        self._batches(
+            params=[Param(key, value) for key, value in params.items() if key not in logged],
+            tags=[RunTag(f"param_changed.{key}", value) for key, value in changed.items()],
+        )
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)

@@ -15,10 +15,14 @@ class MemoryTracker(Tracker):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str | None, object]] = []
-        self.runs: dict[str, str] = {}  # run name -> id of the unfinished run
+        self.runs: dict[str, str] = {}  # run id -> run name
 
-    def _start(self, run_name):
-        run_id = self.runs.setdefault(run_name, f"run{len(self.runs)}")
+    def _start(self, run_name, run_id):
+        if run_id is None:
+            run_id = f"run{len(self.runs)}"
+            self.runs[run_id] = run_name
+        elif run_id not in self.runs:
+            raise ValueError(f"run {run_id} is not in this store")
         self.calls.append(("start", run_id, run_name))
         return run_id
 
@@ -36,7 +40,6 @@ class MemoryTracker(Tracker):
 
     def _end(self, run_id, status):
         self.calls.append(("end", run_id, status))
-        self.runs = {name: i for name, i in self.runs.items() if i != run_id}
 
     def payloads(self, hook: str) -> list:
         return [payload for name, _, payload in self.calls if name == hook]

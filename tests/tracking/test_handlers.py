@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from ignite.engine import Engine, Events
@@ -53,7 +55,8 @@ def test_training_and_validation_reach_any_backend(tmp_path):
     assert hooks[:4] == ["start", "tags", "params", "artifact"] and hooks[-1] == "end"
     assert {run_id for _, run_id, _ in backend.calls} == {"run0"}
     [run_name] = backend.payloads("start")
-    assert run_name.startswith("jssl-") and (tmp_path / "out" / "run_name.txt").read_text() == run_name + "\n"
+    stored = json.loads((tmp_path / "out" / "tracking_run.json").read_text())
+    assert run_name.startswith("jssl-") and stored == {"run_id": "run0", "run_name": run_name}
     [tags] = backend.payloads("tags")
     assert tags["mode"] == "jssl" and tags["code_version"]
     assert backend.payloads("params") == [{"mode": "jssl", "readout_crop": "False", "schedule": "sl,ssl"}]
@@ -75,6 +78,17 @@ def test_a_restarted_process_resumes_the_run_of_its_output_folder(tmp_path):
     trainer.run(trainer.data, max_epochs=1)
     assert backend.payloads("start") == ["first", "first"]
     assert {run_id for _, run_id, _ in backend.calls} == {"run0"}
+    third, trainer = _wire(tmp_path, backend)  # extended after it finished: the same run again
+    trainer.run(trainer.data, max_epochs=1)
+    assert {run_id for _, run_id, _ in backend.calls} == {"run0"}
+
+
+def test_a_new_output_folder_always_gets_a_new_run_whatever_its_name(tmp_path):
+    backend = MemoryTracker()
+    for folder in ("a", "b"):
+        tracking, trainer = _wire(tmp_path / folder, backend, run_name="same-name")
+        tracking.started(trainer)  # both crash before completing
+    assert [run_id for hook, run_id, _ in backend.calls if hook == "start"] == ["run0", "run1"]
 
 
 def test_the_guard_holds_through_the_handlers(tmp_path):

@@ -37,13 +37,26 @@ def test_a_run_records_params_metrics_tags_and_artifacts(tmp_path, uri):
     assert (tmp_path / "mlflow" / "mlruns").is_dir()  # SQLite store: artifacts next to the database
 
 
-def test_start_resumes_the_unfinished_run_of_that_name_only(uri):
-    first = MLflowTracker(uri).start("a")
-    assert MLflowTracker(uri).start("a") == first  # after a crash: same run
-    other = MLflowTracker(uri)
-    assert other.start("b") != first
-    other.end()
-    assert MLflowTracker(uri).start("b") != other.run_id  # a finished run is not reopened
+def test_runs_are_found_by_id_never_by_name(uri):
+    first = MLflowTracker(uri).start("same")
+    assert MLflowTracker(uri).start("same") != first  # a second folder with the same name: a new run
+    assert MLflowTracker(uri).start("anything", run_id=first) == first  # a resumed folder: its own run
+    with pytest.raises(ValueError, match="is not in"):
+        MLflowTracker(uri).start("x", run_id="0" * 32)
+
+
+def test_an_extended_finished_run_reopens_and_records_changed_params(uri):
+    tracker = MLflowTracker(uri)
+    run_id = tracker.start("jssl")
+    tracker.log_params({"max_epochs": 4, "seed": 0})
+    tracker.end()
+    extended = MLflowTracker(uri)
+    assert extended.start("jssl", run_id=run_id) == run_id
+    extended.log_params({"max_epochs": 8, "seed": 0, "new_setting": "x"})
+    run = extended.client.get_run(run_id)
+    assert run.info.status == "RUNNING"
+    assert run.data.params == {"max_epochs": "4", "seed": "0", "new_setting": "x"}
+    assert run.data.tags["param_changed.max_epochs"] == "4 -> 8"
 
 
 @pytest.mark.parametrize("bad, message", [("runs/mlruns", "file store"), ("file:///tmp/x", "file store"),

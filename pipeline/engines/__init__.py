@@ -1,6 +1,7 @@
 """Training and evaluation engines (MONAI/Ignite), the training-mode table and batch helpers."""
 
 from pipeline.engines.batching import autocast_context, data_range, intensity_scale, loss_arguments, network_inputs
+from pipeline.engines.cli import keep_text_settings
 from pipeline.engines.evaluator import ReconstructionEvaluator
 from pipeline.engines.interleave import InterleavedLoader, schedule_from_ratio
 from pipeline.engines.modes import MODES, TrainingMode, branch_sections, training_mode, uses_branch
@@ -30,6 +31,7 @@ __all__ = [
     "finalize_distributed",
     "init_distributed",
     "intensity_scale",
+    "keep_text_settings",
     "is_not_rank0",
     "loss_arguments",
     "network_inputs",

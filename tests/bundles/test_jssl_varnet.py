@@ -68,7 +68,7 @@ def _runs(out: Path):
 def trained(tiny_dataset, tmp_path_factory):
     """A jssl run of the bundle on the tiny dataset: (output dir, model path)."""
     out = tmp_path_factory.mktemp("train")
-    bundle(*train_args(tiny_dataset, out))
+    bundle(*train_args(tiny_dataset, out, run_name="1e5"))  # fire would make this run name a float
     return out, out / "model.pt"
 
 
@@ -88,6 +88,7 @@ def test_train_writes_checkpoints_weights_and_mlflow_run(trained, tiny_dataset):
     assert {"mode", "learning_rate", "sl_ssl_ratio", "ssdu_q", "network_size", "schedule", "num_parameters",
             "readout_crop", "override_stored_masks", "target_section"} <= set(run.data.params)
     assert run.data.params["mode"] == "jssl" and run.data.params["network_size"] == "tiny"  # an override
+    assert run.info.run_name == "1e5" == run.data.params["run_name"]  # a name stays text, as given
     assert run.data.tags["mode"] == "jssl" and len(run.data.tags["manifest_digest"]) == 64 and run.data.tags["code_version"]
     assert {"loss", "loss_sl", "loss_ssl", "sl/l1", "ssl/kspace_nmse", "lr_group_0", "val_ssim", "val_psnr", "val_nmse"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

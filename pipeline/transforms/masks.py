@@ -331,7 +331,10 @@ def poisson_disc_mask(
 ) -> np.ndarray:
     """Variable-density 2-D Poisson-disc mask (CC-359 style) via ``sigpy.mri.poisson``.
 
-    The pattern is generated on the acquired columns only and embedded in the full grid. sigpy is
+    The pattern is generated on the smallest grid centred on the k-space centre ``W // 2`` that covers the
+    acquired columns, so its density and calibration block stay centred on the k-space centre for an
+    asymmetric band (partial Fourier), then cut to the band. With an asymmetric band the acceleration
+    over the acquired points is somewhat below ``R``, since the cut removes low-density edges. sigpy is
     seeded from ``rng`` and restores numpy's global state itself.
 
     Args:
@@ -360,9 +363,11 @@ def poisson_disc_mask(
     _lines_budget(h * (stop - start), int(block.sum()), acceleration, what="points")
     n_rows, n_cols = int(round(h * center_fraction)), int(round((stop - start) * center_fraction))
     seed = _randint(rng, 2**31 - 1)
-    sub = sigpy.mri.poisson((h, stop - start), acceleration, calib=(n_rows, n_cols), dtype=bool, seed=seed)
+    centre = w // 2
+    half = max(centre - start, stop - centre)  # the centred grid [centre - half, centre + half) holds the band
+    sub = sigpy.mri.poisson((h, 2 * half), acceleration, calib=(n_rows, n_cols), dtype=bool, seed=seed)
     mask = np.zeros((h, w), dtype=bool)
-    mask[:, start:stop] = sub
+    mask[:, start:stop] = sub[:, start - (centre - half) : stop - (centre - half)]
     return mask | block
 
 

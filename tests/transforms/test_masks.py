@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pipeline.keys import Keys
+from pipeline.physics import acs_start
 from pipeline.transforms import FixedKspaceMask, FixedKspaceMaskd, RandKspaceMask, RandKspaceMaskd
 from pipeline.transforms.masks import (
     MASK_TYPES,
@@ -237,3 +238,20 @@ class TestMonaiDefects:
         assert tuple(transform.mask.shape) == (1, 1, 64, 1)  # 1-D column masks only
         ours, _ = FixedKspaceMask("equispaced", [0.0], [1])(torch.ones(2, 16, 64, 2), "f:0")
         assert ours.all()
+
+
+@pytest.mark.parametrize("mask_type", MASK_TYPES)
+def test_masks_stay_centred_on_the_kspace_centre_for_an_asymmetric_band(mask_type):
+    """Partial Fourier: acquired columns [4, 52) of W = 80, whose k-space centre 40 is not the band's (28)."""
+    h, w, band, centre = 32, 80, (4, 52), 40
+    draws = 8 if mask_type == "poisson" else 60
+    density = np.zeros(w)
+    for seed in range(draws):
+        mask, n_acs = generate_mask(mask_type, (h, w), 0.08, 4, np.random.default_rng(seed), band)
+        assert not mask[:, : band[0]].any() and not mask[:, band[1] :].any()  # never outside the band
+        first = acs_start(w, n_acs)
+        assert mask[h // 2, first : first + n_acs].all() and first <= centre < first + n_acs  # centred ACS
+        density += mask.mean(axis=0)
+    offsets = np.arange(n_acs, min(centre - band[0], band[1] - 1 - centre) + 1)  # mirrored inside the band
+    left, right = density[centre - offsets].sum(), density[centre + offsets].sum()
+    assert abs(left - right) / (left + right) < 0.1, (left, right)

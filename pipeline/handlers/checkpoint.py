@@ -240,7 +240,8 @@ def load_weights(network: torch.nn.Module, path: str | Path, map_location: Any =
         if unexpected:
             problems.append(f"unexpected keys: {_few(unexpected)}")
         if shapes:
-            problems.append(f"shape mismatch: {_few([f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in shapes])}")
+            pairs = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]
+            problems.append(f"shape mismatch: {_few(pairs)}")
         raise ValueError(f"checkpoint {path} was made for a different network architecture; " + "; ".join(problems))
     network.load_state_dict(state)
     return network
@@ -256,7 +257,9 @@ class ExportBundleWeights:
         model_path: the bundle's weights file.
     """
 
-    def __init__(self, network: torch.nn.Module, model_path: str | Path, best_model: BestModelSaver | None = None) -> None:
+    def __init__(
+        self, network: torch.nn.Module, model_path: str | Path, best_model: BestModelSaver | None = None
+    ) -> None:
         self.network = network
         self.best_model = best_model
         self.model_path = Path(model_path)

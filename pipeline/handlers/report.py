@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def summarise(per_volume: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:
-    """``{method: {volume: {metric: v}}}`` -> ``{method: {metric, metric_std, volumes}}`` (mean and std over volumes)."""
+    """``{method: {volume: {metric: v}}}`` -> ``{method: {metric, metric_std, volumes}}`` (over volumes)."""
     summary = {}
     for method, volumes in per_volume.items():
         row: dict[str, float] = {"volumes": len(volumes)}

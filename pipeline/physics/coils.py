@@ -34,7 +34,8 @@ def normalize_sens_maps(sens_maps: torch.Tensor, coil_dim: int = -4, eps: float 
     """
     norm = torch.linalg.vector_norm(sens_maps, ord=2, dim=[coil_dim, -1], keepdim=True)
     inside = norm > eps
-    return torch.where(inside, sens_maps / torch.where(inside, norm, torch.ones_like(norm)), torch.zeros_like(sens_maps))
+    safe_norm = torch.where(inside, norm, torch.ones_like(norm))
+    return torch.where(inside, sens_maps / safe_norm, torch.zeros_like(sens_maps))
 
 
 def sense_reduce(coil_images: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:

@@ -105,7 +105,8 @@ class TrackingHandler:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         run_file = self.output_dir / RUN_FILE
         stored = json.loads(run_file.read_text()) if run_file.is_file() else {}
-        run_name = stored.get("run_name") or self.run_name or f"{self.tags.get('mode') or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default_name = f"{self.tags.get('mode') or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_name = stored.get("run_name") or self.run_name or default_name
         run_id = self.backend.start(run_name, run_id=stored.get("run_id"))
         if not stored:
             run_file.write_text(json.dumps({"run_id": run_id, "run_name": run_name}) + "\n")

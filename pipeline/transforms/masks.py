@@ -185,7 +185,6 @@ def random_column_mask(
         bool ``(W,)``.
     """
     mask, (start, stop), n_acs, budget = _acs_column_start(width, center_fraction, acceleration, pe_range)
-    n = stop - start
     free = np.arange(start, stop)
     free = free[~mask[free]]
     if free.size:

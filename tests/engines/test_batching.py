@@ -8,8 +8,8 @@ import torch
 from pipeline.engines.batching import data_range, intensity_scale, loss_arguments
 from pipeline.keys import Keys
 from pipeline.losses import JointLoss
-from pipeline.networks import ReconstructionOutput
 from pipeline.losses.terms import ssim_loss
+from pipeline.networks import ReconstructionOutput
 from pipeline.physics import rss_image
 
 

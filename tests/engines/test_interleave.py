@@ -13,7 +13,11 @@ def _loader(n: int, value: float) -> DataLoader:
 
 @pytest.mark.parametrize(
     "ratio, expected",
-    [({"sl": 1, "ssl": 1}, ["sl", "ssl"]), ({"sl": 1, "ssl": 2}, ["ssl", "sl", "ssl"]), ({"sl": 3, "ssl": 0}, ["sl"] * 3)],
+    [
+        ({"sl": 1, "ssl": 1}, ["sl", "ssl"]),
+        ({"sl": 1, "ssl": 2}, ["ssl", "sl", "ssl"]),
+        ({"sl": 3, "ssl": 0}, ["sl"] * 3),
+    ],
 )
 def test_schedule_from_ratio(ratio, expected):
     assert schedule_from_ratio(ratio) == expected
@@ -26,7 +30,8 @@ def test_schedule_rejects_bad_ratio(ratio):
 
 
 def test_batches_are_single_domain_and_follow_the_schedule():
-    loader = InterleavedLoader({"sl": _loader(3, 0.0), "ssl": _loader(5, 1.0)}, mode="jssl", ratio={"sl": 1, "ssl": 2}, epoch_length=12)
+    loaders = {"sl": _loader(3, 0.0), "ssl": _loader(5, 1.0)}
+    loader = InterleavedLoader(loaders, mode="jssl", ratio={"sl": 1, "ssl": 2}, epoch_length=12)
     batches = list(loader)
     assert len(batches) == len(loader) == 12
     branches = [b[Keys.BRANCH] for b in batches]

@@ -19,7 +19,8 @@ SSL_WEIGHTS = {"kspace_nmae": 1.0, "kspace_nmse": 1.0}
 
 def _loaders(manifest, mode):
     sl = Compose([RandKspaceMaskd(mask_type="equispaced"), ApplyMaskd(), NormalizeKspaced()])
-    ssl = Compose([FixedKspaceMaskd(), RandSSDUSplitd(q=0.4), NormalizeKspaced(source_key=Keys.KSPACE, source_mask_key=Keys.MASK)])
+    normalize = NormalizeKspaced(source_key=Keys.KSPACE, source_mask_key=Keys.MASK)
+    ssl = Compose([FixedKspaceMaskd(), RandSSDUSplitd(q=0.4), normalize])
     sections = branch_sections(mode)
     transforms = {"sl": sl, "ssl": ssl}
     return {

@@ -85,7 +85,8 @@ def test_resume_restores_iteration_and_weights(tmp_path):
 
 def test_load_weights_names_mismatching_keys(tmp_path):
     torch.save(torch.nn.Linear(2, 3).state_dict(), tmp_path / "other.pt")
-    with pytest.raises(ValueError, match=r"different network architecture.*shape mismatch: bias \(3,\) vs \(2,\), weight"):
+    expected = r"different network architecture.*shape mismatch: bias \(3,\) vs \(2,\), weight"
+    with pytest.raises(ValueError, match=expected):
         load_weights(torch.nn.Linear(2, 2), tmp_path / "other.pt")
     torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)).state_dict(), tmp_path / "seq.pt")
     with pytest.raises(ValueError, match=r"missing keys: bias, weight; unexpected keys: 0.bias, 0.weight"):

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from pipeline.bench.common import machine_info, median_seconds
 from pipeline.transforms import (
     ApplyMask,
     EstimateSensitivity,
@@ -32,16 +30,6 @@ from pipeline.transforms import (
 
 SIZES = {"demo (8 coils, 256x136)": (8, 256, 136), "fastMRI (15 coils, 640x368)": (15, 640, 368)}
 SLOW = {"EstimateSensitivity espirit (64x64 block)", "RandKspaceMask poisson"}
-
-
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (JIT, caches, lazy imports)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
 
 
 def _cases(coils: int, h: int, w: int) -> dict[str, Callable[[], object]]:
@@ -80,13 +68,10 @@ def run(repeats: int = 5) -> dict:
     torch.set_grad_enabled(False)
     results: dict[str, dict[str, float]] = {}
     for label, (coils, h, w) in SIZES.items():
-        results[label] = {
-            name: _median_ms(fn, 1 if name in SLOW else repeats) for name, fn in _cases(coils, h, w).items()
-        }
+        cases = _cases(coils, h, w).items()
+        results[label] = {name: 1000.0 * median_seconds(fn, 1 if name in SLOW else repeats) for name, fn in cases}
     meta = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        **machine_info(),
         "repeats": repeats,
         "statistic": "median ms per slice after one warm-up (1 repeat for ESPIRiT and Poisson)",
     }

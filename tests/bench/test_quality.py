@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pipeline.bench import quality
+from pipeline.bench.quality import methods, tables
 
 
 def test_help_lists_the_options(capsys):
@@ -15,19 +16,40 @@ def test_help_lists_the_options(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for option in ("--quick", "--iterations", "--seeds", "--accelerations", "--network-size", "--readout-crop",
-                   "--set", "--out"):
+                   "--set", "--out", "--bundle", "--manifest"):
         assert option in text
 
 
 def test_parse_args_defaults_and_errors():
     args = quality.parse_args(["--set", "ssdu_q=0.5", "--set", 'sl_ssl_ratio={"sl": 1, "ssl": 2}'])
     assert args.accelerations == [4, 8] and args.seeds == [0, 1, 2]
-    assert args.iterations == quality.DEFAULT_ITERATIONS and args.network_size == "demo"
+    assert args.iterations == methods.DEFAULT_ITERATIONS and args.network_size == "demo"
     assert args.overrides == {"ssdu_q": 0.5, "sl_ssl_ratio": {"sl": 1, "ssl": 2}}
     quick = quality.parse_args(["--quick"])
     assert quick.accelerations == [4] and quick.seeds == [0] and quick.network_size == "tiny"
     with pytest.raises(SystemExit):
         quality.parse_args(["--accelerations", "5"])
+
+
+def test_methods_are_the_baselines_and_the_training_modes():
+    from pipeline.baselines import BASELINES
+    from pipeline.engines.modes import MODES
+
+    assert set(methods.CLASSICAL) == set(BASELINES) and set(methods.LEARNED) == set(MODES)
+    assert methods.METHODS == ("zero_filled", "sense", "compressed_sensing", "sl", "ssl", "jssl", "sl_target")
+
+
+def test_missing_bundle_or_manifest_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository root: the default bundle is not there
+    with pytest.raises(SystemExit) as exc:
+        quality.main([])
+    message = str(exc.value.code)
+    assert "\n" not in message and "bundles/jssl_varnet" in message and "--bundle" in message
+    (tmp_path / "bundle").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--bundle", "bundle"])
+    message = str(exc.value.code)
+    assert "\n" not in message and "data_manifests/demo.json" in message and "--manifest" in message
 
 
 def test_aggregate_mean_std_over_seeds_and_comparison():
@@ -39,10 +61,10 @@ def test_aggregate_mean_std_over_seeds_and_comparison():
         for s in range(3)
     ]
     classical = {8: {"summary": {"zero_filled": {"nmse": 0.1, "psnr": 20.0, "ssim": 0.5}}}}
-    table = quality.aggregate(classical, learned, ["zero_filled", "ssl", "jssl"], [8])
+    table = tables.aggregate(classical, learned, ["zero_filled", "ssl", "jssl"], [8])
     assert table["ssl"]["8x"]["psnr"] == pytest.approx(31.0) and table["ssl"]["8x"]["psnr_std"] == pytest.approx(1.0)
     assert table["zero_filled"]["8x"]["ssim_std"] == 0.0 and table["jssl"]["8x"]["n"] == 3
-    (comp,) = quality.comparisons(table, [8])
+    (comp,) = tables.comparisons(table, [8])
     assert comp["jssl_beats_ssl"] and comp["ssim_diff"] == pytest.approx(0.05)
     assert comp["psnr_diff_db"] == pytest.approx(1.0)
 
@@ -52,17 +74,17 @@ def test_quick_run_writes_json_markdown_and_figure(tmp_path):
     out = tmp_path / "out"
     assert quality.main(["--quick", "--out", str(out), "--work-dir", str(tmp_path / "runs")]) == 0
     report = json.loads((out / "quality.json").read_text())
-    assert set(report["table"]) == set(quality.METHODS)
-    for method in quality.METHODS:
+    assert set(report["table"]) == set(methods.METHODS)
+    for method in methods.METHODS:
         row = report["table"][method]["4x"]
         assert 0 < row["ssim"] <= 1 and row["nmse"] > 0
-    assert {r["method"] for r in report["learned"]} == set(quality.LEARNED)
+    assert {r["method"] for r in report["learned"]} == set(methods.LEARNED)
     assert all(r["train_seconds"] > 0 for r in report["learned"])
     assert report["machine"]["cpu_count"] and report["machine"]["torch"]
     assert len(report["jssl_vs_ssl"]) == 1
     text = (out / "quality.md").read_text()
-    for method in quality.METHODS:
-        assert f"| {quality.LABELS[method]} |" in text
+    for method in methods.METHODS:
+        assert f"| {methods.LABELS[method]} |" in text
     png = (out / "quality.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     # the bundle's own weights are never touched: every run wrote its model under the work dir

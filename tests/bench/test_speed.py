@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.bench import speed
+from pipeline.bench.bundle import module_id
+from pipeline.bench.common import paired
+from pipeline.bench.speed.synthetic import synthetic_slice
 
 
 @pytest.mark.slow
@@ -36,7 +40,31 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
 
 def test_paired_interleaves_and_reports_ratio() -> None:
     calls: list[str] = []
-    result = speed.paired(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3, warmup=1)
+    result = paired(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3, warmup=1)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert {"a_s", "b_s", "ratio", "ratio_min", "ratio_max"} <= set(result)
     assert len(result["a_all"]) == len(result["b_all"]) == 3
+
+
+def test_missing_bundle_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repository root: the default bundle is not there
+    with pytest.raises(SystemExit) as exc:
+        speed.main(["--parts", "engine", "--out", str(tmp_path / "out")])
+    message = str(exc.value.code)
+    assert "\n" not in message and "bundles/jssl_varnet" in message and "--bundle" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_synthetic_slice_uses_the_equispaced_mask() -> None:
+    kspace, mask = synthetic_slice(3, 16, 64, batch=2)
+    assert kspace.shape == (2, 3, 16, 64, 2) and mask.shape == (1, 1, 1, 64, 1) and mask.dtype == torch.bool
+    assert not kspace[..., ~mask[0, 0, 0, :, 0], :].any()
+    assert mask[0, 0, 0, 30:35, 0].all()  # round(64 * 0.08) = 5 ACS columns around the centre 32
+    assert abs(int(mask.sum()) - 64 / 4) <= 2
+
+
+def test_module_id_prefers_model(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({"network": "$@network_def.to(@device)"}))
+    new.write_text(json.dumps({"network": "varnet", "model": "$@network_def.to(@device)"}))
+    assert module_id([old]) == "network" and module_id([new]) == "model" and module_id([old, new]) == "model"

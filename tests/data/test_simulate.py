@@ -14,9 +14,10 @@ from pipeline.data.datasets import SliceDataset
 from pipeline.data.ismrmrd import parse_ismrmrd_header
 from pipeline.data.manifests import SECTIONS, load_manifest
 from pipeline.data.readers import LoadSlice
-from pipeline.data.simulate import PRESETS, build_manifest, column_mask, ensure_dataset, generate, main
+from pipeline.data.simulate import PRESETS, build_manifest, ensure_dataset, generate, main
 from pipeline.keys import Keys
 from pipeline.physics import center_crop, ifft2c, rss, to_tensor
+from pipeline.transforms.masks import equispaced_column_mask, stable_seed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,10 +134,18 @@ def test_ensure_dataset_generates_once_atomically(tiny_dataset, tmp_path):
         ensure_dataset(manifest, preset="demo")
 
 
-def test_column_mask_respects_band():
-    mask, num_low = column_mask(np.random.default_rng(0), 136, (4, 132), 4, 0.08)
-    assert num_low == 10 and mask[63:73].all() and not mask[:4].any() and not mask[132:].any()
-    assert abs(mask.sum() - 128 / 4) <= 2
+def test_masks_are_equispaced_masks_seeded_by_file_and_slice(tiny_dataset):
+    """Each stored slice mask is the package's equispaced mask of the band, seeded by "{seed}:{file}:{slice}"."""
+    preset = PRESETS["tiny"]
+    for section in ("target", "validation", "test"):
+        for path in _files(tiny_dataset, section):
+            name = f"{Path(path).parent.name}/{Path(path).name}"
+            with h5py.File(path) as f:
+                stored, num_low = f["mask"][()], f.attrs["num_low_frequency"]
+            assert num_low == round(64 * preset.center_fraction)
+            for s, row in enumerate(stored):
+                rng = np.random.default_rng(stable_seed(f"0:{name}:{s}", bits=63))
+                np.testing.assert_array_equal(row, equispaced_column_mask(72, 0.08, 4, rng, (4, 68)))
 
 
 def test_cli_help(capsys):

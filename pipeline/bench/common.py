@@ -1,0 +1,141 @@
+"""What every benchmark shares: wall-clock timing (alone or interleaved) and the facts of the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["machine_info", "median_seconds", "num_params", "paired", "sync", "timed"]
+
+
+def sync(device: torch.device | None = None) -> None:
+    """Wait for queued CUDA work on ``device`` (no-op on a CPU or for ``None``)."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device | None = None) -> float:
+    """Seconds of wall time of one call of ``fn`` (CUDA work on ``device`` included)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls (JIT, caches, lazy imports).
+
+    Example:
+        >>> median_seconds(lambda: None, repeats=3) < 0.1
+        True
+    """
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn) for _ in range(repeats))
+
+
+def paired(
+    fn_a: Callable[[], object],
+    fn_b: Callable[[], object],
+    repeats: int,
+    warmup: int = 1,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """Time ``fn_a`` and ``fn_b`` alternately (order swapped every repetition) after ``warmup`` rounds.
+
+    Load from other processes hits both sides alike, so the per-repetition ratio is steadier than the
+    ratio of separately measured times.
+
+    Args:
+        fn_a: the measured thing.
+        fn_b: the reference.
+        repeats: timed repetitions of each, ``>= 1``.
+        warmup: untimed rounds of both first.
+        device: CUDA device to synchronise around every call (``None`` on a CPU).
+
+    Returns:
+        ``{"a_s", "b_s"}`` medians in seconds, ``"ratio"`` = median of the per-repetition ``a / b``,
+        ``"ratio_min"`` / ``"ratio_max"`` and the raw lists ``"a_all"`` / ``"b_all"`` (seconds).
+    """
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a, b = [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            a.append(timed(fn_a, device))
+            b.append(timed(fn_b, device))
+        else:
+            b.append(timed(fn_b, device))
+            a.append(timed(fn_a, device))
+    ratios = [x / y for x, y in zip(a, b)]
+    return {
+        "a_s": statistics.median(a),
+        "b_s": statistics.median(b),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "a_all": a,
+        "b_all": b,
+    }
+
+
+def num_params(net: torch.nn.Module) -> float:
+    """Parameters of ``net`` in millions."""
+    return sum(p.numel() for p in net.parameters()) / 1e6
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """The facts recorded next to every benchmark's numbers.
+
+    Returns:
+        ``cpu`` (model name), ``cpu_count``, ``cpus_usable`` (this process's affinity), ``torch_threads``,
+        ``python``, ``platform``, library versions (``torch``, ``monai``, ``ignite``, ``numpy``, ``sigpy``,
+        ``None`` when not installed), ``gpu`` (CUDA device name or ``None``), ``date`` and, where the OS
+        has it, ``load_average_at_start`` (1, 5, 15 min).
+    """
+    import ignite
+    import monai
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "ignite": ignite.__version__,
+        "numpy": np.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    try:
+        import sigpy
+
+        info["sigpy"] = sigpy.__version__
+    except ImportError:  # pragma: no cover
+        info["sigpy"] = None
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info

@@ -1,0 +1,312 @@
+"""Command line of the quality benchmark: options, the data, the job loop and the three output files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.bench.bundle import require_path
+from pipeline.bench.common import machine_info
+from pipeline.bench.quality.figure import figure, reconstruct_slice
+from pipeline.bench.quality.methods import (
+    CENTER_FRACTIONS,
+    CLASSICAL,
+    DEFAULT_ACCELERATIONS,
+    DEFAULT_ITERATIONS,
+    DEFAULT_SEEDS,
+    LEARNED,
+    METHODS,
+)
+from pipeline.bench.quality.runs import run_classical, run_learned
+from pipeline.bench.quality.tables import aggregate, comparison_lines, comparisons, markdown
+
+__all__ = ["main", "parse_args"]
+
+logger = logging.getLogger("pipeline.bench.quality")
+
+_EPILOG = (
+    "Default budget: 150 iterations of batch 2 per learned run, 'demo' network (1.15 M parameters), "
+    "readout crop on, 1 torch thread: measured 0.6 s/iteration on a free core of a 2-core CPU (1.4 s "
+    "with the cores shared by other jobs) plus ~15 s set-up and scoring per run, so the 24 learned "
+    "runs take about 45 minutes in one process, or about 25 minutes as two processes (one per "
+    "acceleration, e.g. '--accelerations 4' and '--accelerations 8' with the same --work-dir, then "
+    "the plain command, which reuses finished runs, to write the combined report); the classical "
+    "baselines take ~30 s. "
+    "Examples: '--quick' (tiny smoke run); '--accelerations 8 --methods ssl jssl --seeds 0' "
+    "(one comparison); '--set sl_ssl_ratio={\"sl\":1,\"ssl\":2}' (any train.json setting for "
+    "every learned run). Paths are relative to the current directory."
+)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    key, value = item.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.bench.quality",
+        description=(
+            "Reconstruction-quality benchmark on the demo domain-shift data: zero-filled, SENSE, compressed "
+            "sensing, SL on proxy, SSL on target, JSSL and the SL-on-target oracle, trained through the "
+            "jssl_varnet bundle with the same iteration budget, scored with fastMRI volume NMSE/PSNR/SSIM "
+            "on the held-out test section."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench_results") / "quality",
+                        help="folder for quality.json / quality.md / quality.png")
+    parser.add_argument("--bundle", type=Path, default=Path("bundles") / "jssl_varnet",
+                        help="the MONAI bundle folder whose configs train and score every method")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="folder for the per-run bundle outputs (checkpoints, MLflow, weights); default "
+                             "runs/bench_quality, or a temporary folder with --quick")
+    parser.add_argument("--manifest", type=Path, default=Path("data_manifests") / "demo.json",
+                        help="MONAI datalist; its data are generated (demo preset) when missing")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: tiny preset generated into a temporary folder, 1 seed, 4x only, "
+                             "a handful of iterations, 'tiny' network (ignores --manifest)")
+    parser.add_argument("--accelerations", type=int, nargs="+", default=None,
+                        help=f"accelerations (centre fractions {CENTER_FRACTIONS}); default "
+                             f"{' '.join(map(str, DEFAULT_ACCELERATIONS))}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help=f"training seeds of every learned method; default {' '.join(map(str, DEFAULT_SEEDS))}")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="methods to run")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"training iterations (optimiser steps) of every learned run; default "
+                             f"{DEFAULT_ITERATIONS} (--quick: 4)")
+    parser.add_argument("--val-interval", type=int, default=None,
+                        help="validate (and keep the best checkpoint by val SSIM) every this many iterations; "
+                             "default: once, at the end (the exported weights are the final ones)")
+    parser.add_argument("--network-size", default=None, help="network preset (default demo; --quick: tiny)")
+    parser.add_argument("--batch-size", type=int, default=2, help="training batch size")
+    parser.add_argument("--readout-crop", type=_bool, default=True,
+                        help="halve the 2x-oversampled readout (2x faster, same metrics region)")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per training loader")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
+                        help="extra train.json override for every learned run, value parsed as JSON when it "
+                             "parses (repeatable), e.g. --set ssdu_q=0.5 --set sl_ssl_ratio='{\"sl\":1,\"ssl\":2}'")
+    parser.add_argument("--figure-slice", type=int, default=None,
+                        help="slice of the first test volume shown in the figure (default: its middle slice)")
+    parser.add_argument("--fresh", action="store_true", help="retrain and re-score runs that already exist")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads; 0 = torch's default (one per core). 1 is the default because "
+                             "on a shared 2-core machine 2 threads were 4-30x slower per step (oversubscription)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options with the defaults of a full or (``--quick``) smoke run filled in.
+
+    Raises:
+        SystemExit: for ``--help`` or bad arguments (an unsupported acceleration, ``--iterations < 1``, a
+            malformed ``--set``).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.accelerations = args.accelerations or [4]
+        args.seeds = args.seeds or [0]
+        args.iterations = args.iterations or 4
+        args.network_size = args.network_size or "tiny"
+    args.accelerations = args.accelerations or list(DEFAULT_ACCELERATIONS)
+    args.seeds = args.seeds or list(DEFAULT_SEEDS)
+    args.iterations = args.iterations or DEFAULT_ITERATIONS
+    args.network_size = args.network_size or "demo"
+    for acc in args.accelerations:
+        if acc not in CENTER_FRACTIONS:
+            parser.error(f"--accelerations: {acc} not supported; choose from {sorted(CENTER_FRACTIONS)}")
+    if args.iterations < 1:
+        parser.error("--iterations must be >= 1")
+    try:
+        args.overrides = dict(_parse_override(item) for item in args.overrides)
+    except ValueError as err:
+        parser.error(f"--set: {err}")
+    return args
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
+    """The manifest (its data generated when missing), the work directory and a temporary folder to remove.
+
+    ``--quick`` generates the tiny preset under the work directory (or a temporary folder), so a second
+    start with the same ``--work-dir`` finds and reuses the same runs.
+    """
+    temp_dir = None
+    if args.quick:
+        from pipeline.data.simulate import generate
+
+        if args.work_dir is None:
+            temp_dir = Path(tempfile.mkdtemp(prefix="bench_quality_quick_"))
+        base = temp_dir if temp_dir is not None else args.work_dir.resolve()
+        manifest = base / "tiny_data" / "tiny.json"
+        if not manifest.is_file():
+            generate("tiny", base / "tiny_data" / "data", seed=0, manifest_path=manifest)
+        work_dir = args.work_dir or temp_dir / "runs"
+    else:
+        from pipeline.data.simulate import ensure_dataset
+
+        manifest = require_path(args.manifest, "manifest", "--manifest").resolve()
+        ensure_dataset(manifest)
+        work_dir = args.work_dir or Path("runs") / "bench_quality"
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return manifest, work_dir, temp_dir
+
+
+def _job_name(job: tuple) -> str:
+    return f"classical {job[1]}x" if job[0] == "classical" else f"{job[1]} {job[2]}x seed {job[3]}"
+
+
+def _run_jobs(
+    args: argparse.Namespace, settings: dict[str, Any], work_dir: Path
+) -> tuple[dict[int, dict], list[dict], list[dict]]:
+    """Every classical and learned run (reused when finished earlier), with a progress bar.
+
+    Returns:
+        ``(classical, learned, runs_log)``: acceleration -> classical result, the learned results, and one
+        ``{"run", "wall_seconds", "reused_from_earlier_start"}`` per run.
+    """
+    from tqdm import tqdm
+
+    classical_methods = [m for m in args.methods if m in CLASSICAL]
+    learned_methods = [m for m in args.methods if m in LEARNED]
+    jobs: list[tuple] = [("classical", acc) for acc in args.accelerations if classical_methods]
+    # seed-major order: a partial run already has every method at every acceleration for seed 0
+    jobs += [("learned", m, acc, seed) for seed in args.seeds for acc in args.accelerations for m in learned_methods]
+    classical: dict[int, dict] = {}
+    learned: list[dict] = []
+    runs_log: list[dict] = []
+    bar = tqdm(jobs, desc="quality benchmark", unit="run", file=sys.stderr, dynamic_ncols=True)
+    for job in bar:
+        name = _job_name(job)
+        bar.set_postfix_str(name)
+        logger.info(f"=== {name}")
+        start = time.perf_counter()
+        if job[0] == "classical":
+            result = run_classical(settings, classical_methods, job[1], work_dir, args.fresh)
+            classical[job[1]] = result
+            scores = ", ".join(f"{m} SSIM {result['summary'][m]['ssim']:.4f}" for m in classical_methods)
+        else:
+            result = run_learned(settings, job[1], job[2], job[3], work_dir, args.fresh)
+            learned.append(result)
+            scores = (f"train {result['train_seconds']:.0f} s ({result['seconds_per_iteration']:.3f} s/it), "
+                      f"eval {result['eval_seconds']:.0f} s; SSIM {result['summary']['ssim']:.4f} "
+                      f"PSNR {result['summary']['psnr']:.2f} NMSE {result['summary']['nmse']:.4f}")
+        elapsed = time.perf_counter() - start
+        run_seconds = result.get("train_seconds", 0.0) + result.get("eval_seconds", 0.0)
+        reused = elapsed < 0.5 * run_seconds
+        runs_log.append({"run": name, "wall_seconds": round(run_seconds if reused else elapsed, 2),
+                         "reused_from_earlier_start": reused})
+        logger.info(f"=== {name} done in {elapsed:.1f} s: {scores}")
+    return classical, learned, runs_log
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and write ``quality.json``, ``quality.md`` and ``quality.png`` to ``--out``.
+
+    Args:
+        argv: command-line arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        Exit status 0.
+
+    Raises:
+        SystemExit: for ``--help``, bad arguments, or (one line) a missing bundle or manifest.
+    """
+    args = parse_args(argv)
+    bundle = require_path(args.bundle, "bundle", "--bundle").resolve()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        stream=sys.stdout, force=True)
+    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    wall_start = time.perf_counter()
+    manifest, work_dir, temp_dir = _prepare(args)
+    settings: dict[str, Any] = {
+        "bundle": str(bundle),
+        "manifest": str(manifest),
+        "iterations": args.iterations,
+        "val_interval": args.val_interval,
+        "network_size": args.network_size,
+        "batch_size": args.batch_size,
+        "readout_crop": args.readout_crop,
+        "num_workers": args.num_workers,
+        "overrides": args.overrides,
+    }
+    report_settings = {**settings, "accelerations": args.accelerations, "seeds": args.seeds,
+                       "methods": args.methods, "quick": args.quick, "mask_type": "equispaced",
+                       "center_fractions": {f"{a}x": CENTER_FRACTIONS[a] for a in args.accelerations},
+                       "target_section": "target_reference", "override_stored_masks": True,
+                       "work_dir": str(work_dir), "torch_threads": torch.get_num_threads()}
+    machine = machine_info()
+    logger.info(f"machine: {machine}")
+    logger.info(f"settings: {report_settings}")
+
+    classical, learned, runs_log = _run_jobs(args, settings, work_dir)
+
+    table = aggregate(classical, learned, args.methods, args.accelerations)
+    comps = comparisons(table, args.accelerations)
+
+    # one test slice by every method at the highest acceleration (first seed's models)
+    recon_acc = max(args.accelerations)
+    models = {r["method"]: r["model_path"] for r in learned
+              if r["acceleration"] == recon_acc and r["seed"] == args.seeds[0]}
+    logger.info(f"reconstructing one test slice at {recon_acc}x for the figure")
+    classical_methods = [m for m in args.methods if m in CLASSICAL]
+    recon = reconstruct_slice(settings, recon_acc, models, classical_methods, args.figure_slice)
+    wall_s = time.perf_counter() - wall_start
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure(args.out / "quality.png", table, args.accelerations, recon, recon_acc, report_settings)
+    run_s = sum(r["wall_seconds"] for r in runs_log)
+    text = markdown(table, args.accelerations, report_settings, comps, wall_s, machine, run_s)
+    (args.out / "quality.md").write_text(text)
+    payload = {
+        "settings": report_settings,
+        "machine": machine,
+        "total_wall_seconds": round(wall_s, 1),
+        "sum_of_run_seconds": round(run_s, 1),
+        "table": table,
+        "jssl_vs_ssl": comps,
+        "classical": {f"{acc}x": r for acc, r in classical.items()},
+        "learned": learned,
+        "runs": runs_log,
+        "figure": {"acceleration": recon_acc, "filename": recon["filename"], "slice": recon["slice"],
+                   "seed": args.seeds[0]},
+    }
+    (args.out / "quality.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print("\n" + text)
+    for line in comparison_lines(comps):
+        print(line)
+    print(f"\nwrote {args.out / 'quality.json'}, {args.out / 'quality.md'}, {args.out / 'quality.png'} "
+          f"({wall_s / 60:.1f} min)")
+    if temp_dir is not None:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return 0

@@ -1,0 +1,208 @@
+"""Train and score through the bundle configs, in-process, and reuse runs that already finished.
+
+Every run goes through ``monai.bundle.ConfigWorkflow`` (the code path of ``python -m monai.bundle run``)
+with its own output folder and ``model_path`` under the work directory (never the bundle's
+``models/model.pt``). A run's ``result.json`` carries a digest of its settings; a later start with the
+same settings reuses it instead of running again.
+
+``settings`` (built by :mod:`pipeline.bench.quality.cli`) holds ``bundle``, ``manifest``, ``iterations``,
+``val_interval``, ``network_size``, ``batch_size``, ``readout_crop``, ``num_workers`` and ``overrides``.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.bench.bundle import META, evaluation_configs, module_id, train_config
+from pipeline.bench.quality.methods import CENTER_FRACTIONS
+
+__all__ = ["eval_overrides", "run_classical", "run_learned", "train_overrides"]
+
+logger = logging.getLogger("pipeline.bench.quality")
+
+
+def _digest(settings: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_workflow(config_files: Sequence[str | Path], bundle: Path, overrides: Mapping[str, Any]) -> None:
+    """``initialize``, ``run`` and ``finalize`` of the bundle workflow of ``config_files`` with ``overrides``."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=[str(f) for f in config_files],
+        meta_file=str(Path(bundle) / META),
+        logging_file=False,
+        workflow_type=None,
+        **overrides,
+    )
+    try:
+        workflow.initialize()
+        workflow.run()
+    finally:
+        workflow.finalize()
+        del workflow
+        gc.collect()
+
+
+def eval_overrides(settings: Mapping[str, Any], output_dir: Path, acc: int, baselines: Sequence[str]) -> dict[str, Any]:
+    """Evaluation overrides: the ``test`` section at ``acc`` with one fixed equispaced mask per slice.
+
+    Args:
+        settings: the run settings (``bundle``, ``manifest``, ``network_size``, ``readout_crop``).
+        output_dir: where the evaluation writes ``metrics.json``.
+        acc: acceleration, a key of :data:`~pipeline.bench.quality.methods.CENTER_FRACTIONS`.
+        baselines: classical methods scored next to the network.
+    """
+    return {
+        "bundle_root": str(settings["bundle"]),
+        "manifest": str(settings["manifest"]),
+        "section": "test",
+        "generate_demo_data": False,
+        "output_dir": str(output_dir),
+        "network_size": settings["network_size"],
+        "readout_crop": settings["readout_crop"],
+        "acceleration": acc,
+        "center_fraction": CENTER_FRACTIONS[acc],
+        "mask_type": "equispaced",
+        "override_stored_masks": True,
+        "baselines": list(baselines),
+    }
+
+
+def train_overrides(settings: Mapping[str, Any], method: str, acc: int, seed: int, run_dir: Path) -> dict[str, Any]:
+    """``train.json`` overrides of one learned run (``settings["overrides"]`` last, so they win)."""
+    iterations = settings["iterations"]
+    overrides = {
+        "bundle_root": str(settings["bundle"]),
+        "manifest": str(settings["manifest"]),
+        "generate_demo_data": False,
+        "output_dir": str(run_dir),
+        "model_path": str(run_dir / "model.pt"),
+        "run_name": run_dir.name,
+        "mode": method,
+        "seed": seed,
+        "acceleration": acc,
+        "center_fraction": CENTER_FRACTIONS[acc],
+        "mask_type": "equispaced",
+        "target_section": "target_reference",
+        "override_stored_masks": True,
+        "readout_crop": settings["readout_crop"],
+        "network_size": settings["network_size"],
+        "batch_size": settings["batch_size"],
+        "num_workers": settings["num_workers"],
+        "max_epochs": 1,
+        "epoch_length": iterations,
+        "val_interval": settings["val_interval"] or iterations,
+        "checkpoint_interval": iterations,
+        "log_every": 10,
+    }
+    overrides.update(settings["overrides"])
+    return overrides
+
+
+def _reuse_or_reset(run_dir: Path, result_file: Path, digest: str, fresh: bool) -> dict[str, Any] | None:
+    """The finished result of ``run_dir`` if its settings digest matches (and not ``fresh``); otherwise
+    ``None`` after emptying ``run_dir`` for a new run."""
+    if not fresh and result_file.is_file():
+        cached = json.loads(result_file.read_text())
+        if cached.get("digest") == digest:
+            logger.info(f"{run_dir.name}: reusing the finished run in {run_dir}")
+            return cached
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return None
+
+
+def _read_report(eval_dir: Path) -> dict[str, Any]:
+    return json.loads((eval_dir / "metrics.json").read_text())
+
+
+def run_learned(
+    settings: Mapping[str, Any], method: str, acc: int, seed: int, work_dir: Path, fresh: bool
+) -> dict[str, Any]:
+    """Train one learned method through ``train.json`` and score it through the evaluation configs.
+
+    Returns:
+        ``method``, ``acceleration``, ``seed``, ``run_dir``, ``model_path``, ``train_seconds``, ``eval_seconds``,
+        ``seconds_per_iteration``, ``summary`` (``{metric: mean over test volumes}``), ``per_volume`` and ``digest``.
+    """
+    run_dir = work_dir / f"{method}_{acc}x_seed{seed}"
+    digest = _digest({"kind": "learned", "method": method, "acceleration": acc, "seed": seed, **settings})
+    result_file = run_dir / "result.json"
+    cached = _reuse_or_reset(run_dir, result_file, digest, fresh)
+    if cached is not None:
+        return cached
+    bundle = Path(settings["bundle"])
+    start = time.perf_counter()
+    _run_workflow([train_config(bundle)], bundle, train_overrides(settings, method, acc, seed, run_dir))
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    eval_dir = run_dir / "evaluation"
+    overrides = eval_overrides(settings, eval_dir, acc, [])
+    overrides["ckpt_path"] = str(run_dir / "model.pt")
+    _run_workflow(evaluation_configs(bundle), bundle, overrides)
+    eval_s = time.perf_counter() - start
+    report = _read_report(eval_dir)
+    result = {
+        "digest": digest,
+        "method": method,
+        "acceleration": acc,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "model_path": str(run_dir / "model.pt"),
+        "train_seconds": round(train_s, 2),
+        "eval_seconds": round(eval_s, 2),
+        "seconds_per_iteration": round(train_s / settings["iterations"], 4),
+        "summary": report["summary"]["network"],
+        "per_volume": report["per_volume"]["network"],
+    }
+    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run_classical(
+    settings: Mapping[str, Any], methods: Sequence[str], acc: int, work_dir: Path, fresh: bool
+) -> dict[str, Any]:
+    """Score the classical baselines through the evaluation configs with the network switched off.
+
+    Returns:
+        ``acceleration``, ``eval_seconds``, ``summary`` and ``per_volume`` (``{method: ...}``) and ``digest``.
+    """
+    run_dir = work_dir / f"classical_{acc}x"
+    digest = _digest({
+        "kind": "classical", "methods": list(methods), "acceleration": acc,
+        **{k: settings[k] for k in ("bundle", "manifest", "readout_crop")},
+    })
+    result_file = run_dir / "result.json"
+    cached = _reuse_or_reset(run_dir, result_file, digest, fresh)
+    if cached is not None:
+        return cached
+    bundle = Path(settings["bundle"])
+    configs = evaluation_configs(bundle)
+    overrides = eval_overrides(settings, run_dir, acc, methods)
+    # baselines only: no network, no checkpoint, one metric per baseline
+    overrides.update({module_id(configs): None, "ckpt_path": None,
+                      "metrics": "$pipeline.metrics.method_metrics(@baselines)"})
+    start = time.perf_counter()
+    _run_workflow(configs, bundle, overrides)
+    seconds = time.perf_counter() - start
+    report = _read_report(run_dir)
+    result = {
+        "digest": digest,
+        "acceleration": acc,
+        "eval_seconds": round(seconds, 2),
+        "summary": {m: report["summary"][m] for m in methods},
+        "per_volume": {m: report["per_volume"][m] for m in methods},
+    }
+    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,142 @@
+"""Command line of the speed benchmark: run the selected parts, write ``speed.json``, ``speed.md``, ``speed.png``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.bench.bundle import require_path
+from pipeline.bench.common import machine_info
+from pipeline.bench.speed.engine import bench_engine
+from pipeline.bench.speed.gpu import bench_gpu
+from pipeline.bench.speed.inference import bench_inference
+from pipeline.bench.speed.memory import bench_memory, memory_worker
+from pipeline.bench.speed.peers import MONAI_INPUTS, MONAI_NETS, bench_vs_monai
+from pipeline.bench.speed.report import TARGETS, plot, summarise, to_markdown
+from pipeline.bench.speed.synthetic import FASTMRI_SHAPE
+
+__all__ = ["main", "parse_args", "run"]
+
+PARTS = ("engine", "monai", "inference", "memory", "gpu")
+#: Parts that read the bundle and the demo manifest.
+_BUNDLE_PARTS = {"engine", "inference"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options (``--help`` lists them).
+
+    Raises:
+        SystemExit: for ``--help`` or bad arguments (argparse).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.bench.speed",
+        description="CLI benchmark: speed and memory of JSSL training and inference, side by side with references.",
+        epilog="Targets: " + "; ".join(f"{k} {v}" for k, v in TARGETS.items()),
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench_results") / "speed", help="output folder")
+    parser.add_argument("--bundle", type=Path, default=Path("bundles") / "jssl_varnet",
+                        help="the MONAI bundle folder (engine and inference parts; default: %(default)s)")
+    parser.add_argument("--manifest", type=Path, default=Path("data_manifests") / "demo.json",
+                        help="demo datalist; its data are generated when missing (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, 2 repeats, no fastMRI-size runs")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 7; 2 with --quick)")
+    parser.add_argument("--engine-steps", type=int, default=None, help="measured trainer steps (default 16)")
+    parser.add_argument("--num-workers", type=int, default=None, help="override the bundle's DataLoader workers")
+    parser.add_argument("--mlflow", action="store_true", help="attach the bundle's MLflow tracker (temp folder)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to run")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="re-write speed.md/speed.png from an existing speed.json (no measuring)")
+    parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Run the selected parts; one failing part is recorded under ``"errors"`` and the others still run.
+
+    Args:
+        args: from :func:`parse_args`.
+        command: the command line recorded in the report.
+
+    Returns:
+        The report: ``meta``, one key per part that ran (``engine``, ``vs_monai``, ``inference``, ``memory``,
+        ``gpu``), ``summary`` and, when a part failed, ``errors``.
+    """
+    quick = args.quick
+    repeats = args.repeats if args.repeats is not None else (2 if quick else 7)
+    meta = machine_info()
+    meta.update({"command": command, "quick": quick, "repeats": repeats,
+                 "statistic": "median of per-repetition ratios, interleaved"})
+    report: dict[str, Any] = {"meta": meta}
+    parts = set(args.parts)
+    t0 = time.perf_counter()
+
+    def part(key: str, label: str, fn: Callable[[], Any]) -> None:
+        if key not in parts:
+            return
+        print(f"{label} ...", flush=True)
+        try:
+            report[key if key != "monai" else "vs_monai"] = fn()
+        except Exception as err:  # one broken part must not lose the others
+            report.setdefault("errors", {})[key] = f"{type(err).__name__}: {err}"
+            print(f"  {key} FAILED: {type(err).__name__}: {err}", flush=True)
+
+    engine_steps = args.engine_steps if args.engine_steps is not None else (3 if quick else 16)
+    part("engine", "engine overhead and data wait", lambda: bench_engine(
+        args.bundle, args.manifest, engine_steps, warmup=1 if quick else 2,
+        network_size="tiny" if quick else None, num_workers=args.num_workers, mlflow=args.mlflow,
+    ))
+    part("monai", "ours vs MONAI", lambda: bench_vs_monai(
+        MONAI_NETS[:1] if quick else MONAI_NETS, MONAI_INPUTS[:1] if quick else MONAI_INPUTS, repeats
+    ))
+    part("inference", "inference vs compressed sensing", lambda: bench_inference(
+        args.bundle, args.manifest, 1 if quick else min(repeats, 3), fastmri=not quick
+    ))
+    part("memory", "peak memory with / without checkpointing (fresh subprocesses)", lambda: (
+        bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory("fastmri", FASTMRI_SHAPE, 1200)
+    ))
+    report["gpu"] = {"available": False, "note": "not run"}
+    part("gpu", "GPU", lambda: bench_gpu(quick, repeats))
+    meta["total_s"] = time.perf_counter() - t0
+    report["summary"] = summarise(report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark, print the table and write ``speed.json``, ``speed.md`` and ``speed.png`` to ``--out``.
+
+    Args:
+        argv: command-line arguments (default ``sys.argv[1:]``).
+
+    Raises:
+        SystemExit: for ``--help``, bad arguments, or (one line) a missing bundle or manifest.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_worker is not None:
+        print(json.dumps(memory_worker(json.loads(args.memory_worker))), flush=True)
+        return
+    if args.render is not None:
+        report = json.loads(args.render.read_text())
+        report["summary"] = summarise(report)
+    else:
+        if _BUNDLE_PARTS & set(args.parts):
+            require_path(args.bundle, "bundle", "--bundle")
+            require_path(args.manifest, "manifest", "--manifest")
+        report = run(args, "python -m pipeline.bench.speed " + " ".join(argv))
+    table = to_markdown(report)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(report, indent=2, default=str))
+    (args.out / "speed.md").write_text("# Speed and memory benchmark\n\n" + table + "\n")
+    plot(report, args.out / "speed.png")

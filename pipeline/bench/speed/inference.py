@@ -1,0 +1,127 @@
+"""Inference vs compressed sensing: network forward per slice against L1-wavelet CS on the same slice.
+
+At demo size on a real demo test slice (through the bundle's validation transforms; SSIM of both when the
+bundle has trained weights ``models/model.pt``), and at fastMRI size on a synthetic slice with random
+weights (one run each).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.bench.bundle import train_parser
+from pipeline.bench.common import num_params, paired, timed
+from pipeline.bench.speed.synthetic import FASTMRI_SHAPE, synthetic_slice
+
+__all__ = ["bench_inference"]
+
+
+def _demo_test_slice(bundle: Path, manifest: Path) -> dict[str, Any]:
+    """Middle slice of the first demo test volume through the bundle's ``val_transforms``, batched (B=1)."""
+    from monai.data import list_data_collate
+
+    from pipeline.data import manifest_dataset
+    from pipeline.data.simulate import ensure_dataset
+
+    ensure_dataset(manifest)
+    transforms = train_parser(bundle, manifest, {}).get_parsed_content("val_transforms")
+    dataset = manifest_dataset(manifest, "test", transform=transforms)
+    first_volume = [i for i, item in enumerate(dataset.data) if item["file"] == dataset.data[0]["file"]]
+    return list_data_collate([dataset[first_volume[len(first_volume) // 2]]])
+
+
+def _demo(bundle: Path, manifest: Path, repeats: int) -> dict[str, Any]:
+    """Interleaved timing (and SSIM) of the demo network and CS on one demo test slice."""
+    from pipeline.baselines import l1_wavelet, zero_filled
+    from pipeline.engines.batching import data_range, network_inputs, recon_size
+    from pipeline.handlers.checkpoint import load_weights
+    from pipeline.keys import Keys
+    from pipeline.metrics import ssim
+    from pipeline.networks import build_network
+    from pipeline.physics import center_crop
+
+    cpu = torch.device("cpu")
+    batch = _demo_test_slice(bundle, manifest)
+    kspace, mask, nlf = network_inputs(batch, cpu)
+    recon = recon_size(batch)
+    net = build_network("varnet", "demo").eval()
+    weights = Path(bundle) / "models" / "model.pt"
+    trained = weights.is_file()
+    if trained:
+        load_weights(net, weights)
+    out: dict[str, torch.Tensor] = {}
+
+    def run_net() -> None:
+        with torch.no_grad():
+            out["net"] = center_crop(net(kspace, mask, nlf).image, recon)[0]
+
+    def run_cs() -> None:
+        out["cs"] = l1_wavelet(kspace[0], mask[0], recon)
+
+    timing = paired(run_net, run_cs, repeats)
+    coils, h, w = kspace.shape[1:4]
+    demo: dict[str, Any] = {
+        "input": f"demo test slice, {coils} coils {h}x{w} (recon {recon[0]}x{recon[1]})",
+        "weights": f"trained ({weights})" if trained else "random (no trained weights)",
+        "net_s": timing["a_s"],
+        "cs_s": timing["b_s"],
+        "ratio": timing["ratio"],
+        "timing": timing,
+    }
+    if Keys.TARGET in batch:  # SSIM in the batch's normalised units, fastMRI data range (volume maximum)
+        gt = batch[Keys.TARGET][0]
+        vmax = float(data_range(batch, cpu)[0])
+        demo["ssim_cs"] = ssim(gt, out["cs"][None], vmax)
+        demo["ssim_zero_filled"] = ssim(gt, zero_filled(kspace[0], mask[0], recon)[None], vmax)
+        demo["ssim_net"] = ssim(gt, out["net"][None], vmax) if trained else None
+    print(f"  inference demo: net {demo['net_s']:.3f} s, CS {demo['cs_s']:.2f} s, ratio {demo['ratio']:.3f}",
+          flush=True)
+    return demo
+
+
+def _fastmri() -> dict[str, Any]:
+    """One forward of the fastMRI-size network (random weights) and one CS run on a synthetic slice."""
+    from pipeline.baselines import l1_wavelet
+    from pipeline.networks import build_network
+
+    coils, h, w = FASTMRI_SHAPE
+    kspace, mask = synthetic_slice(coils, h, w)
+    mask = mask.expand(1, 1, h, w, 1)  # the baselines take a per-slice (1, H, W, 1) mask
+    net = build_network("varnet", "fastmri").eval()
+    recon = (320, 320)
+
+    def forward() -> None:
+        with torch.no_grad():
+            net(kspace, mask)
+
+    net_s = timed(forward)
+    cs_s = timed(lambda: l1_wavelet(kspace[0], mask[0], recon))
+    print(f"  inference fastMRI: net {net_s:.1f} s, CS {cs_s:.1f} s", flush=True)
+    return {
+        "input": f"synthetic {coils} coils {h}x{w}, fastmri network (random weights), 1 repeat",
+        "params_M": num_params(net),
+        "net_s": net_s,
+        "cs_s": cs_s,
+        "ratio": net_s / cs_s,
+    }
+
+
+def bench_inference(bundle: Path, manifest: Path, repeats: int, fastmri: bool) -> dict[str, Any]:
+    """Per-slice network forward vs L1-wavelet CS at demo size and (``fastmri``) fastMRI size.
+
+    Args:
+        bundle: the bundle folder (``configs/train.json``'s ``val_transforms``, ``models/model.pt`` if present).
+        manifest: the demo manifest; its data are generated when missing.
+        repeats: interleaved repetitions at demo size.
+        fastmri: also time the fastMRI-size network and CS once each.
+
+    Returns:
+        ``{"demo": {"net_s", "cs_s", "ratio", "ssim_*", ...}}`` plus ``"fastmri"`` when asked.
+    """
+    results = {"demo": _demo(bundle, manifest, repeats)}
+    if fastmri:
+        results["fastmri"] = _fastmri()
+    return results

@@ -1,0 +1,214 @@
+"""The speed report: headline rows against their targets, the markdown table and the bar chart of ratios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NOTES", "TARGETS", "plot", "summarise", "to_markdown"]
+
+NOTES = [
+    "Engine: engine step = from the batch's arrival (Ignite GET_BATCH_COMPLETED) to the end of every "
+    "ITERATION_COMPLETED handler of a JSSLTrainer built from the bundle's train.json (transforms, DataLoaders, "
+    "InterleavedLoader jssl, JointLoss, grad clipping, LR-schedule handler; MLflow only with --mlflow; "
+    "validation and checkpoint handlers left out). Bare step = forward + the same JointLoss + backward + the "
+    "same clipping + Adam on a copy of the network, on the same batch, alternately before/after the engine step.",
+    "Data wait: a separate, undisturbed engine run; sum of GET_BATCH_STARTED -> GET_BATCH_COMPLETED over wall "
+    "time, after 2 warm-up steps (1 with --quick).",
+    "Ours vs MONAI: VarNet (build_network('varnet'), pools=4) vs VariationalNetworkModel(CoilSensitivityModel, "
+    "ComplexUnet) with features (c, 2c, 4c, 8c, 16c, c); synthetic k-space with a fastMRI 4x equispaced mask, "
+    "batch 1; train = L1 on the RSS image + backward + Adam.",
+    "Inference: eval-mode forward per slice (batch 1, no grad) vs pipeline.baselines.l1_wavelet (sigpy, 100 "
+    "iterations, ACS maps) on the same slice; fastMRI size: synthetic k-space, random weights, 1 repeat each.",
+    "Memory (CPU): one fresh subprocess per configuration; gradients and Adam state are allocated before the "
+    "baseline, so the peak resident memory above it (Linux VmHWM) is activations + temporaries. Step times "
+    "there are single runs, not a side-by-side comparison.",
+    "On a CPU shared with other jobs, 1 torch thread (--threads 1) gives steadier numbers: with 2 threads "
+    "OpenMP waits on descheduled peers (3-4x slower forwards were seen on this machine).",
+]
+TARGETS = {
+    "engine_overhead": "<= 1.10 (overhead <= 10%)",
+    "data_wait_fraction": "<= 0.05",
+    "vs_monai": "<= 1.00 (ours no slower)",
+    "inference_vs_cs": "< 1.00 (network faster than CS)",
+    "checkpoint_memory": ">= 2.0x less peak activation memory",
+}
+
+
+def _met(value: float | None, ok: bool) -> str:
+    return "n/a" if value is None else ("yes" if ok else "**no**")
+
+
+def _row(measurement: str, ours: str, reference: str, ratio: float | None, target: str, met: str) -> dict[str, Any]:
+    return {"measurement": measurement, "ours": ours, "reference": reference, "ratio": ratio, "target": target,
+            "met": met}
+
+
+def _engine_rows(eng: dict[str, Any]) -> list[dict[str, Any]]:
+    o, d, s = eng["overhead"], eng["data_wait"], eng["settings"]
+    return [
+        _row(f"JSSLTrainer step vs bare step ({s['network_size']} net, batch {s['batch_size']}, "
+             f"{s['num_workers']} workers, {o['steps']} steps)",
+             f"{o['engine_s']:.3f} s", f"{o['bare_s']:.3f} s", o["ratio"],
+             TARGETS["engine_overhead"], _met(o["ratio"], o["ratio"] <= 1.10)),
+        _row(f"time waiting for data / wall time (undisturbed run, {d['steps']} steps)",
+             f"{1000 * d['wall_s'] * d['wait_fraction'] / max(d['steps'], 1):.0f} ms/step waiting",
+             f"{d['step_median_s']:.3f} s/step compute", d["wait_fraction"],
+             TARGETS["data_wait_fraction"], _met(d["wait_fraction"], d["wait_fraction"] <= 0.05)),
+    ]
+
+
+def _monai_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        _row(f"{kind}: ours vs MONAI VarNet, {row['network']}, {row['input']} "
+             f"({row['params_M_ours']:.2f} M vs {row['params_M_monai']:.2f} M params)",
+             f"{1000 * row[kind]['a_s']:.0f} ms", f"{1000 * row[kind]['b_s']:.0f} ms", row[kind]["ratio"],
+             TARGETS["vs_monai"], _met(row[kind]["ratio"], row[kind]["ratio"] <= 1.0))
+        for row in rows
+        for kind in ("forward", "train")
+    ]
+
+
+def _inference_rows(inf: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        _row(f"inference per slice vs L1-wavelet CS (100 it.), {inf[key]['input']}",
+             f"{inf[key]['net_s']:.3f} s", f"{inf[key]['cs_s']:.2f} s", inf[key]["ratio"],
+             TARGETS["inference_vs_cs"], _met(inf[key]["ratio"], inf[key]["ratio"] < 1.0))
+        for key in ("demo", "fastmri")
+        if key in inf
+    ]
+    if "demo" in inf and inf["demo"].get("ssim_cs") is not None:
+        r = inf["demo"]
+        trained = r.get("ssim_net") is not None
+        rows.append(_row(
+            f"SSIM on that demo test slice (zero-filled {r['ssim_zero_filled']:.4f})",
+            f"{r['ssim_net']:.4f}" if trained else "n/a (no trained weights)", f"{r['ssim_cs']:.4f}",
+            r["ssim_net"] / r["ssim_cs"] if trained else None,
+            ">= CS", _met(1, r["ssim_net"] >= r["ssim_cs"]) if trained else "n/a",
+        ))
+    return rows
+
+
+def _memory_row(mem: dict[str, Any]) -> dict[str, Any]:
+    def fmt(x: dict[str, Any]) -> str:
+        return f"{x['activation_GiB']:.2f} GiB ({x['step_s']:.0f} s)" if "activation_GiB" in x else x.get("error", "?")
+
+    ratio = mem.get("ratio")
+    return _row(f"peak activation memory of a training step, {mem['size']} net, {mem['input']}: "
+                "no checkpointing vs checkpointing (ratio = reduction)",
+                fmt(mem["no_checkpoint"]), fmt(mem["checkpoint"]), ratio,
+                TARGETS["checkpoint_memory"], _met(ratio, ratio is not None and ratio >= 2.0))
+
+
+def _gpu_rows(gpu: dict[str, Any]) -> list[dict[str, Any]]:
+    if not gpu.get("available"):
+        return [_row("GPU step time, memory, bf16 AMP speed-up", "no GPU in this run", "-", None, "-", "n/a")]
+    return [
+        _row(f"GPU ({gpu['device']}) train step, {r['size']} net, {r['input']}: fp32 vs bf16 AMP "
+             f"(peak fp32 {r['plain_fp32_peak_GiB']:.2f} GiB, bf16 {r['plain_bf16_peak_GiB']:.2f} GiB, "
+             f"fp32+checkpoint {r['checkpoint_fp32_peak_GiB']:.2f} GiB)",
+             f"{1000 * r['fp32_step_s']:.1f} ms", f"{1000 * r['bf16_step_s']:.1f} ms", r["bf16_speedup"],
+             "bf16 speed-up (informative)", "n/a")
+        for r in gpu["rows"]
+    ]
+
+
+def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per headline figure of ``report`` (the parts that ran).
+
+    Returns:
+        Rows ``{"measurement", "ours", "reference", "ratio", "target", "met"}``; ``ratio`` is ``None`` where
+        there is none, ``met`` is ``"yes"``, ``"**no**"`` or ``"n/a"``.
+    """
+    rows: list[dict[str, Any]] = []
+    if report.get("engine"):
+        rows += _engine_rows(report["engine"])
+    rows += _monai_rows(report.get("vs_monai", []))
+    rows += _inference_rows(report.get("inference", {}))
+    if report.get("memory"):
+        rows.append(_memory_row(report["memory"]))
+    rows += _gpu_rows(report.get("gpu", {}))
+    return rows
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The summary table plus the machine it ran on and the notes."""
+    m = report["meta"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cpus_usable']} usable CPUs, {m['torch_threads']} torch threads; "
+        f"torch {m['torch']}, MONAI {m['monai']}, sigpy {m.get('sigpy')}; GPU: {m['gpu'] or 'none'}; "
+        f"load average at start {m.get('load_average_at_start')}; {m['date']}"
+        + ("; **--quick smoke run (tiny sizes, not representative)**" if m.get("quick") else ""),
+        "",
+        f"Command: `{m.get('command', '')}`",
+        "",
+        "Ratios are medians of per-repetition ratios of the two things timed alternately in one process "
+        "(order swapped every repetition). For the engine: ratio = engine step / bare step.",
+        "",
+        "| measurement | ours | reference | ratio | target | met |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for row in report["summary"]:
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        lines.append(
+            f"| {row['measurement']} | {row['ours']} | {row['reference']} | {ratio} | {row['target']} | {row['met']} |"
+        )
+    for key, error in report.get("errors", {}).items():
+        lines.append(f"| {key} | FAILED: {error} | | | | **no** |")
+    lines += ["", "Notes:", ""] + [f"- {note}" for note in NOTES]
+    return "\n".join(lines)
+
+
+def _bars(report: dict[str, Any]) -> list[tuple[str, float, float | None]]:
+    """``(label, ratio, target)`` of every bar."""
+    bars: list[tuple[str, float, float | None]] = []
+    eng = report.get("engine")
+    if eng:
+        bars.append(("engine / bare step", eng["overhead"]["ratio"], 1.10))
+        bars.append(("data-wait fraction", eng["data_wait"]["wait_fraction"], 0.05))
+    for row in report.get("vs_monai", []):
+        short = row["network"].split(" (")[0].replace(" cascades, ", "c/").replace(" chans", "ch")
+        for kind in ("forward", "train"):
+            bars.append((f"ours/MONAI {kind} {short} {row['input'].replace(' coils ', 'c ')}", row[kind]["ratio"], 1.0))
+    for key in ("demo", "fastmri"):
+        if key in report.get("inference", {}):
+            bars.append((f"net / CS time, {key}", report["inference"][key]["ratio"], 1.0))
+    mem = report.get("memory")
+    if mem and mem.get("ratio"):
+        bars.append(("checkpoint memory reduction (x)", mem["ratio"], 2.0))
+    return bars
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """Horizontal bar chart of the ratios (log scale) with their targets as red ticks.
+
+    Returns:
+        ``False`` when matplotlib is missing (nothing written), else ``True``.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return False
+    bars = _bars(report)
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(bars) + 1.2))
+    y = np.arange(len(bars))
+    values = [b[1] for b in bars]
+    ax.barh(y, values, color=["tab:blue" if "memory" not in b[0] else "tab:green" for b in bars])
+    for i, (_, value, target) in enumerate(bars):
+        if target is not None:
+            ax.plot([target, target], [i - 0.4, i + 0.4], color="red", lw=2)
+        ax.text(value, i, f" {value:.3g}", va="center", fontsize=8)
+    ax.set_yticks(y, [b[0] for b in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ratio (log scale); red tick = target")
+    ax.set_title("JSSL speed benchmark: ratios (" + report["meta"]["cpu"] + ")", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

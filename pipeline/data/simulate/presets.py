@@ -1,0 +1,121 @@
+"""What a simulated dataset is: the acquisition of each domain and the named dataset sizes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["DomainSpec", "Preset", "PRESETS", "get_preset"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainSpec:
+    """How one domain is acquired.
+
+    Attributes:
+        orientation: slice orientation, ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+        contrast: ``"t1"``, ``"flair"`` or ``"t2"``.
+        acquisition: value of the ``acquisition`` attribute (fastMRI style, e.g. ``"AXT1"``).
+        num_coils: receiver coils ``C``.
+        coil_radius: birdcage radius relative to half the field of view (sigpy's ``r``, 1.2-1.8).
+        snr: mean object RSS signal over the noise standard deviation per coil.
+    """
+
+    orientation: str
+    contrast: str
+    acquisition: str
+    num_coils: int
+    coil_radius: float
+    snr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A simulated dataset.
+
+    Attributes:
+        name: preset name.
+        recon_size: ``R``: the reconstruction is ``(R, R)``; k-space is ``(2 R, R + 2 pad_columns)``.
+        pad_columns: never-acquired zero columns at each edge of the phase-encode axis.
+        proxy: the proxy domain.
+        target: the target domain (sections ``target``, ``validation``, ``test``).
+        volumes: per section, ``(number of volumes, slices per volume)``.
+        slice_spacing_mm: distance between neighbouring slices of a volume, in mm.
+        slab_gap_mm: extra distance between neighbouring volumes (slabs), in mm.
+        acceleration: undersampling factor of the stored masks (ratio, e.g. 4).
+        center_fraction: fraction of the acquired columns fully sampled at the centre, in (0, 1); it
+            must give at least one centre column (``round(R * center_fraction) >= 1``).
+
+    Raises:
+        ValueError: if ``center_fraction`` gives no centre column or ``acceleration < 1``.
+    """
+
+    name: str
+    recon_size: int
+    pad_columns: int
+    proxy: DomainSpec
+    target: DomainSpec
+    volumes: dict[str, tuple[int, int]]
+    slice_spacing_mm: float = 2.0
+    slab_gap_mm: float = 2.0
+    acceleration: int = 4
+    center_fraction: float = 0.08
+
+    def __post_init__(self) -> None:
+        if self.acceleration < 1:
+            raise ValueError(f"preset {self.name!r}: acceleration must be >= 1, got {self.acceleration}")
+        if not 0 < self.center_fraction < 1 or round(self.recon_size * self.center_fraction) < 1:
+            raise ValueError(
+                f"preset {self.name!r}: center_fraction={self.center_fraction} must lie in (0, 1) and give at "
+                f"least one centre column of the {self.recon_size} acquired ones"
+            )
+
+    @property
+    def kspace_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the stored k-space: 2x oversampled readout, recon width plus padding band."""
+        return 2 * self.recon_size, self.recon_size + 2 * self.pad_columns
+
+    @property
+    def pe_range(self) -> tuple[int, int]:
+        """Acquired phase-encode columns ``[start, stop)`` of the stored k-space (inside the padding band)."""
+        return self.pad_columns, self.pad_columns + self.recon_size
+
+
+_PROXY = DomainSpec("axial", "t1", "AXT1", num_coils=8, coil_radius=1.5, snr=40.0)
+_TARGET = DomainSpec("coronal", "flair", "CORFLAIR", num_coils=6, coil_radius=1.25, snr=25.0)
+
+PRESETS: dict[str, Preset] = {
+    "demo": Preset(
+        name="demo",
+        recon_size=128,
+        pad_columns=4,
+        proxy=_PROXY,
+        target=_TARGET,
+        volumes={"proxy": (6, 8), "target": (6, 8), "validation": (2, 4), "test": (3, 6)},
+    ),
+    "tiny": Preset(
+        name="tiny",
+        recon_size=64,
+        pad_columns=4,
+        proxy=dataclasses.replace(_PROXY, num_coils=4),
+        target=dataclasses.replace(_TARGET, num_coils=4),
+        volumes={"proxy": (2, 3), "target": (2, 3), "validation": (1, 2), "test": (1, 2)},
+        slice_spacing_mm=4.0,
+        slab_gap_mm=8.0,
+    ),
+}
+"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests."""
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones).
+
+    Example:
+        >>> get_preset("tiny").kspace_size
+        (128, 72)
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]

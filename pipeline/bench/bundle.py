@@ -1,25 +1,23 @@
-"""Where the benchmarks meet the MONAI bundle: finding its files, and the one id read defensively.
+"""Where the benchmarks meet the MONAI bundle: finding its files and the ids they read.
 
 The benchmarks take the bundle folder (``--bundle``, default ``bundles/jssl_varnet``) and the demo
 manifest (``--manifest``, default ``data_manifests/demo.json``) as paths relative to the current
 directory; nothing is looked up through the package's own location.
 
-Evaluation always reads ``inference.json`` with ``evaluate.json`` on top (MONAI merges top-level ids,
-the later file winning), which is right both for a stand-alone ``evaluate.json`` and for one written as
-an overlay of ``inference.json``.
+Evaluation reads ``train.json``, its ``inference.json`` overlay and the ``evaluate.json`` overlay on top
+(MONAI merges top-level ids, the later file winning), exactly as the README's evaluation command.
 
-The device-placed network is the id ``model`` in bundles that have it and ``network`` in older ones
-(:func:`module_id`); every other id the benchmarks use is listed in the docstrings of
-:mod:`pipeline.bench.speed` and :mod:`pipeline.bench.quality`.
+The device-placed network is the id :data:`MODULE_ID`; every other id the benchmarks use is listed in the
+docstrings of :mod:`pipeline.bench.speed` and :mod:`pipeline.bench.quality`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["META", "evaluation_configs", "module_id", "require_path", "train_config", "train_parser"]
+__all__ = ["META", "MODULE_ID", "evaluation_configs", "require_path", "train_config", "train_parser"]
 
 #: The bundle's metadata file, relative to the bundle folder.
 META = Path("configs") / "metadata.json"
@@ -49,15 +47,12 @@ def train_config(bundle: Path) -> Path:
 
 
 def evaluation_configs(bundle: Path) -> list[str]:
-    """The config files of an evaluation run: ``inference.json`` then ``evaluate.json`` (the overlay)."""
-    return [str(Path(bundle) / "configs" / name) for name in ("inference.json", "evaluate.json")]
+    """The config files of an evaluation run: ``train.json``, its ``inference.json`` overlay, then ``evaluate.json``."""
+    return [str(Path(bundle) / "configs" / name) for name in ("train.json", "inference.json", "evaluate.json")]
 
 
-def module_id(config_files: Sequence[str | Path]) -> str:
-    """The id of the device-placed network module in these config files: ``model``, else ``network``."""
-    from monai.bundle import ConfigParser
-
-    return "model" if "model" in ConfigParser.load_config_files([str(f) for f in config_files]) else "network"
+#: Config id of the device-placed network module (``network`` is the network's registry name).
+MODULE_ID = "model"
 
 
 def train_parser(bundle: Path, manifest: Path, overrides: Mapping[str, Any]):

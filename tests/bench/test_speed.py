@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from pipeline.bench import speed
-from pipeline.bench.bundle import module_id
 from pipeline.bench.common import paired
 from pipeline.bench.speed.synthetic import synthetic_slice
 
@@ -61,10 +60,3 @@ def test_synthetic_slice_uses_the_equispaced_mask() -> None:
     assert not kspace[..., ~mask[0, 0, 0, :, 0], :].any()
     assert mask[0, 0, 0, 30:35, 0].all()  # round(64 * 0.08) = 5 ACS columns around the centre 32
     assert abs(int(mask.sum()) - 64 / 4) <= 2
-
-
-def test_module_id_prefers_model(tmp_path: Path) -> None:
-    old, new = tmp_path / "old.json", tmp_path / "new.json"
-    old.write_text(json.dumps({"network": "$@network_def.to(@device)"}))
-    new.write_text(json.dumps({"network": "varnet", "model": "$@network_def.to(@device)"}))
-    assert module_id([old]) == "network" and module_id([new]) == "model" and module_id([old, new]) == "model"

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.bench.bundle import META, evaluation_configs, module_id
+from pipeline.bench.bundle import META, MODULE_ID, evaluation_configs
 from pipeline.bench.quality.methods import METRIC_LABELS, SHORT_LABELS
 from pipeline.bench.quality.runs import eval_overrides
 from pipeline.bench.quality.tables import Table
@@ -47,7 +47,6 @@ def reconstruct_slice(
     from pipeline.keys import Keys
 
     configs = evaluation_configs(Path(settings["bundle"]))
-    network_id = module_id(configs)
 
     def parser_for(baselines: Sequence[str], ckpt: str | None) -> ConfigParser:
         parser = ConfigParser()
@@ -72,7 +71,7 @@ def reconstruct_slice(
         output = run(None, classical)
         out.update({name: output[name][0, 0].cpu().numpy() for name in classical})
     for method, ckpt in models.items():
-        output = run(parser_for([], ckpt).get_parsed_content(network_id), [])
+        output = run(parser_for([], ckpt).get_parsed_content(MODULE_ID), [])
         out[method] = output[Keys.PRED][0, 0].cpu().numpy()
     out["target"] = output[Keys.TARGET][0, 0].cpu().numpy()
     out["filename"] = str(output[Keys.FILENAME][0])

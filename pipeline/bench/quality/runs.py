@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.bundle import META, evaluation_configs, module_id, train_config
+from pipeline.bench.bundle import META, MODULE_ID, evaluation_configs, train_config
 from pipeline.bench.quality.methods import CENTER_FRACTIONS
 
 __all__ = ["eval_overrides", "run_classical", "run_learned", "train_overrides"]
@@ -191,7 +191,7 @@ def run_classical(
     configs = evaluation_configs(bundle)
     overrides = eval_overrides(settings, run_dir, acc, methods)
     # baselines only: no network, no checkpoint, one metric per baseline
-    overrides.update({module_id(configs): None, "ckpt_path": None,
+    overrides.update({MODULE_ID: None, "ckpt_path": None,
                       "metrics": "$pipeline.metrics.method_metrics(@baselines)"})
     start = time.perf_counter()
     _run_workflow(configs, bundle, overrides)

@@ -23,7 +23,7 @@ few repetitions, no fastMRI-size runs).
 
 Bundle config ids used (``configs/train.json``): set ``bundle_root``, ``manifest``, ``output_dir``,
 ``epoch_length``, ``max_epochs`` and, when asked, ``network_size``, ``num_workers``; read ``device``,
-``train_loader``, ``optimizer``, ``losses``, ``lr_scheduler``, ``val_transforms``, ``tracker`` (``--mlflow``),
+``train_loader``, ``optimizer``, ``losses``, ``lr_scheduler``, ``preprocessing``, ``tracker`` (``--mlflow``),
 the settings ``precision``, ``grad_clip_norm``, ``branch_weights``, ``batch_size``, ``num_workers``,
 ``network_size``, ``mode``, and the network module (``model``, or ``network`` in older bundles). Trained
 weights, when present, are read from ``<bundle>/models/model.pt``.

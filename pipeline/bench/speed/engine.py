@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pipeline.bench.bundle import module_id, train_config, train_parser
+from pipeline.bench.bundle import MODULE_ID, train_parser
 from pipeline.bench.common import num_params, sync, timed
 
 __all__ = ["bench_engine"]
@@ -173,7 +173,7 @@ def bench_engine(
         seed_everything(0)
         device = parser.get_parsed_content("device")
         loader = parser.get_parsed_content("train_loader")
-        network = parser.get_parsed_content(module_id([train_config(bundle)]))
+        network = parser.get_parsed_content(MODULE_ID)
         optimizer = parser.get_parsed_content("optimizer")
         losses = parser.get_parsed_content("losses")
         scheduler = parser.get_parsed_content("lr_scheduler")

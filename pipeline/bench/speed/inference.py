@@ -20,14 +20,14 @@ __all__ = ["bench_inference"]
 
 
 def _demo_test_slice(bundle: Path, manifest: Path) -> dict[str, Any]:
-    """Middle slice of the first demo test volume through the bundle's ``val_transforms``, batched (B=1)."""
+    """Middle slice of the first demo test volume through the bundle's ``preprocessing``, batched (B=1)."""
     from monai.data import list_data_collate
 
     from pipeline.data import manifest_dataset
     from pipeline.data.simulate import ensure_dataset
 
     ensure_dataset(manifest)
-    transforms = train_parser(bundle, manifest, {}).get_parsed_content("val_transforms")
+    transforms = train_parser(bundle, manifest, {}).get_parsed_content("preprocessing")
     dataset = manifest_dataset(manifest, "test", transform=transforms)
     first_volume = [i for i, item in enumerate(dataset.data) if item["file"] == dataset.data[0]["file"]]
     return list_data_collate([dataset[first_volume[len(first_volume) // 2]]])
@@ -113,7 +113,7 @@ def bench_inference(bundle: Path, manifest: Path, repeats: int, fastmri: bool) -
     """Per-slice network forward vs L1-wavelet CS at demo size and (``fastmri``) fastMRI size.
 
     Args:
-        bundle: the bundle folder (``configs/train.json``'s ``val_transforms``, ``models/model.pt`` if present).
+        bundle: the bundle folder (``configs/train.json``'s ``preprocessing``, ``models/model.pt`` if present).
         manifest: the demo manifest; its data are generated when missing.
         repeats: interleaved repetitions at demo size.
         fastmri: also time the fastMRI-size network and CS once each.

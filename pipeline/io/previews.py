@@ -36,9 +36,12 @@ def _as_numpy(image: Any) -> np.ndarray:
 def save_comparison_grid(rows: Sequence[Mapping[str, Any]], path: str | Path, error_gain: float = 5.0) -> Path:
     """One row per slice: input, reconstruction, reference and ``error_gain`` x |error|, on shared scales.
 
+    Each row is displayed on ``[0, data_range]``: the reference volume's maximum (the package's one
+    data-range convention, as in the metrics), else the slice's reference (or reconstruction) maximum.
+
     Args:
         rows: dicts with ``"title"`` and ``(H, W)`` images ``"recon"`` and optionally ``"input"``,
-            ``"reference"`` (missing panels are left blank).
+            ``"reference"`` (missing panels are left blank) and ``"data_range"`` (``<= 0``: unknown).
         path: PNG file to write (folders are created).
         error_gain: magnification of the error map.
 
@@ -51,7 +54,9 @@ def save_comparison_grid(rows: Sequence[Mapping[str, Any]], path: str | Path, er
     for r, row in enumerate(rows):
         recon = _as_numpy(row["recon"])
         ref = None if row.get("reference") is None else _as_numpy(row["reference"])
-        vmax = float((ref if ref is not None else recon).max()) or 1.0
+        vmax = float(row.get("data_range") or 0.0)
+        if vmax <= 0:
+            vmax = float((ref if ref is not None else recon).max()) or 1.0
         panels = {
             "input": None if row.get("input") is None else _as_numpy(row["input"]),
             "recon": recon,

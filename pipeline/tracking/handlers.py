@@ -174,6 +174,7 @@ class ValidationLogger:
                     "input": out["zero_filled"][i, 0].cpu() if "zero_filled" in out else None,
                     "recon": out[Keys.PRED][i, 0].cpu(),
                     "reference": out[Keys.TARGET][i, 0].cpu() if Keys.TARGET in out else None,
+                    "data_range": float(torch.as_tensor(out[Keys.MAX]).reshape(-1)[i]) if Keys.MAX in out else 0.0,
                 }
             )
 

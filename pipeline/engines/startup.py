@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ignite.distributed as idist
 import torch
@@ -17,6 +18,9 @@ import torch.distributed as dist
 from pipeline.data.errors import DataError
 from pipeline.engines.interleave import schedule_from_ratio
 from pipeline.engines.modes import branch_sections, training_mode
+
+if TYPE_CHECKING:
+    from pipeline.networks.registry import NetworkSpec
 
 
 class ConfigError(SystemExit):
@@ -76,7 +80,8 @@ def preflight(
         data_root: overrides the manifest's data root.
         target_section: section of the self-supervised branch (the supervised one follows from ``mode``).
         network: a name from the network registry (:data:`pipeline.networks.NETWORKS`).
-        network_size: a size of that network.
+        network_size: a size of that network; a network whose builder has a ``check_input`` classmethod also
+            checks the size's settings against the k-space size of every file of the sections.
         tracking_uri: MLflow URI that must open.
         ratio: SL:SSL steps (not all zero).
         ckpt_path: a checkpoint that must exist (inference / evaluation).
@@ -116,6 +121,8 @@ def preflight(
             expand_slices(items, on_error="raise")
             if section == target_section and "ssl" in branches:
                 _check_target_masks(items)
+            if network_size is not None:
+                _check_network_input(spec, network, network_size, items)
     except (DataError, ValueError) as err:
         raise ConfigError(str(err)) from None
     if tracking_uri is not None and idist.get_rank() == 0:
@@ -125,6 +132,27 @@ def preflight(
             check_tracking_uri(tracking_uri)
         except ValueError as err:
             raise ConfigError(f"--tracking_uri: {err}") from None
+
+
+def _check_network_input(spec: NetworkSpec, network: str, network_size: str, items: list[dict]) -> None:
+    """Let the network check its size's settings against the stored k-space size of every file.
+
+    Only for builders with an optional ``check_input(kspace_size, **settings)`` classmethod (e.g.
+    :meth:`pipeline.networks.VSharpNet.check_input`), which raises ``ValueError`` naming the setting.
+
+    Raises:
+        ValueError: ``--network_size <size> of <network>: <the builder's message>``.
+    """
+    from pipeline.data.readers import inspect_volume
+
+    check_input = getattr(spec.builder, "check_input", None)
+    if check_input is None:
+        return
+    for size in dict.fromkeys(inspect_volume(item["file"]).kspace_size for item in items):
+        try:
+            check_input(size, **spec.sizes[network_size])
+        except ValueError as err:
+            raise ValueError(f"--network_size {network_size} of {network}: {err}") from None
 
 
 def _check_target_masks(items: list[dict]) -> None:

@@ -3,19 +3,25 @@
 from pipeline.networks.output import ReconstructionOutput
 from pipeline.networks.registry import NETWORKS, NetworkSpec, build_network, network_spec, register_network
 from pipeline.networks.sensitivity import SensitivityModel, acs_column_window
-from pipeline.networks.unet import NormUnet, Unet
+from pipeline.networks.unet import NormUnet, PaddedUnet, Unet
 from pipeline.networks.varnet import VARNET_SIZES, VarNet, VarNetBlock
+from pipeline.networks.vsharp import VSHARP_SIZES, LagrangeMultipliersInitializer, VSharpBlock, VSharpNet
 
 __all__ = [
     "NETWORKS",
+    "LagrangeMultipliersInitializer",
     "NetworkSpec",
     "NormUnet",
+    "PaddedUnet",
     "ReconstructionOutput",
     "SensitivityModel",
     "Unet",
     "VARNET_SIZES",
     "VarNet",
     "VarNetBlock",
+    "VSHARP_SIZES",
+    "VSharpBlock",
+    "VSharpNet",
     "acs_column_window",
     "build_network",
     "network_spec",

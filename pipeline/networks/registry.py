@@ -4,6 +4,7 @@ The bundle, the start-up check, export and the benchmarks look networks up here,
 is one new module plus one :func:`register_network` line below::
 
     register_network("varnet", VarNet, VARNET_SIZES)
+register_network("vsharp", VSharpNet, VSHARP_SIZES)
 
 Every registered network takes ``(masked_kspace, mask, num_low_frequencies)`` and returns a
 :class:`~pipeline.networks.output.ReconstructionOutput`, and its builder accepts ``use_checkpoint``
@@ -19,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from pipeline.networks.varnet import VARNET_SIZES, VarNet
+from pipeline.networks.vsharp import VSHARP_SIZES, VSharpNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,3 +73,4 @@ def build_network(name: str = "varnet", size: str = "demo", **overrides: Any) ->
 
 
 register_network("varnet", VarNet, VARNET_SIZES)
+register_network("vsharp", VSharpNet, VSHARP_SIZES)

@@ -48,18 +48,21 @@ class SensitivityModel(nn.Module):
 
     The maps are divided by their root-sum-of-squares over coils as complex numbers, so that
     ``sum_c |S_c|^2 = 1`` wherever the maps are non-zero (fastMRI convention; MONAI normalises the real
-    and imaginary parts separately, which gives 2 and alters the phase).
+    and imaginary parts separately, which gives 2 and alters the phase). With ``refine=False`` the maps are
+    the normalised ACS coil images themselves (no learned parameters).
     """
 
-    def __init__(self, chans: int, pools: int) -> None:
+    def __init__(self, chans: int, pools: int, refine: bool = True) -> None:
         """Build the sensitivity model.
 
         Args:
             chans: channels of the first U-Net level.
             pools: U-Net poolings.
+            refine: refine the ACS estimate with the U-Net; ``False`` = ACS estimate only (``chans`` and
+                ``pools`` unused).
         """
         super().__init__()
-        self.norm_unet = NormUnet(chans, pools)
+        self.norm_unet: nn.Module = NormUnet(chans, pools) if refine else nn.Identity()
 
     def forward(self, masked_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor] = None) -> Tensor:
         """Estimate the sensitivity maps.

@@ -1,4 +1,5 @@
-"""U-Nets for the unrolled network: a plain 2-D U-Net and the complex-image :class:`NormUnet` around it.
+"""U-Nets for the unrolled networks: a plain 2-D U-Net, the complex-image :class:`NormUnet` around it (E2E-VarNet
+regulariser, sensitivity refinement) and the un-normalised, padded :class:`PaddedUnet` (vSHARP denoiser).
 
 The layout follows fastMRI's E2E-VarNet (Sriram et al., MICCAI 2020): 3x3 convolutions without bias,
 instance normalisation and LeakyReLU(0.2), average-pool down-sampling, transposed-convolution
@@ -33,6 +34,22 @@ def _instance_norm(chans: int) -> nn.GroupNorm:
     Same result as ``nn.InstanceNorm2d(chans)`` but about 5x faster forward and 2x backward on CPU.
     """
     return nn.GroupNorm(chans, chans, affine=False)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tuple[Tensor, List[int]]:
+    """Zero-pad the last two axes of ``(N, C, H, W)`` to multiples of ``multiple``, centred.
+
+    Returns:
+        The padded ``(N, C, H', W')`` tensor and the ``F.pad`` widths ``[left, right, top, bottom]``
+        (crop back with ``x[..., top : top + H, left : left + W]``).
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    ph = (multiple - h % multiple) % multiple
+    pw = (multiple - w % multiple) % multiple
+    pads = [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]
+    if ph == 0 and pw == 0:
+        return x, pads
+    return F.pad(x, pads), pads
 
 
 class ConvBlock(nn.Sequential):
@@ -89,8 +106,8 @@ class UpBlock(nn.Module):
 class Unet(nn.Module):
     """2-D U-Net with ``pools`` poolings: ``(N, in_chans, H, W) -> (N, out_chans, H, W)``.
 
-    ``H`` and ``W`` must be multiples of ``2**pools`` (:class:`NormUnet` pads to that). Channel widths are
-    ``chans * 2**level`` for levels ``0 .. pools`` (the bottleneck has ``chans * 2**pools``).
+    ``H`` and ``W`` must be multiples of ``2**pools`` (:class:`NormUnet` and :class:`PaddedUnet` pad to that).
+    Channel widths are ``chans * 2**level`` for levels ``0 .. pools`` (the bottleneck has ``chans * 2**pools``).
 
     Example:
         >>> Unet(2, 2, chans=8, pools=2)(torch.zeros(1, 2, 16, 12)).shape
@@ -167,16 +184,6 @@ class NormUnet(nn.Module):
         self.multiple = 2**pools
         self.var_floor = _VAR_FLOOR
 
-    def _pad(self, x: Tensor) -> Tuple[Tensor, List[int]]:
-        """Zero-pad ``(N, 2, H, W)`` to multiples of ``2**pools``; returns the padded tensor and the F.pad widths."""
-        h, w = x.shape[-2], x.shape[-1]
-        ph = (self.multiple - h % self.multiple) % self.multiple
-        pw = (self.multiple - w % self.multiple) % self.multiple
-        pads = [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]
-        if ph == 0 and pw == 0:
-            return x, pads
-        return F.pad(x, pads), pads
-
     def forward(self, x: Tensor) -> Tensor:
         """Normalise, pad, apply the U-Net, crop and de-normalise.
 
@@ -190,8 +197,49 @@ class NormUnet(nn.Module):
         x = x.permute(0, 3, 1, 2)  # (N, 2, H, W)
         var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True)  # (N, 2, 1, 1) each
         std = torch.sqrt(var.clamp_min(self.var_floor))
-        x, pads = self._pad((x - mean) / std)  # (N, 2, H', W')
+        x, pads = pad_to_multiple((x - mean) / std, self.multiple)  # (N, 2, H', W')
         x = self.unet(x)
         x = x[:, :, pads[2] : pads[2] + h, pads[0] : pads[0] + w]  # (N, 2, H, W)
         x = x * std + mean
         return x.permute(0, 2, 3, 1)  # (N, H, W, 2)
+
+
+class PaddedUnet(nn.Module):
+    """:class:`Unet` for any grid size: ``(N, in_chans, H, W) -> (N, out_chans, H, W)``, in the input's units.
+
+    The grid is zero-padded (centred) to a multiple of ``2**pools`` and the output cropped back; there is no
+    input normalisation (unlike :class:`NormUnet`), so the network sees the data at its own scale.
+
+    Example:
+        >>> PaddedUnet(6, 2, chans=4, pools=2)(torch.zeros(2, 6, 13, 18)).shape
+        torch.Size([2, 2, 13, 18])
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, chans: int, pools: int) -> None:
+        """Build the U-Net.
+
+        Args:
+            in_chans: input channels.
+            out_chans: output channels.
+            chans: channels of the first level (doubled at every pooling), >= 1.
+            pools: number of 2x down-samplings, >= 1.
+
+        Raises:
+            ValueError: if ``chans`` < 1 or ``pools`` < 1.
+        """
+        super().__init__()
+        self.unet = Unet(in_chans, out_chans, chans=chans, pools=pools)
+        self.multiple = 2**pools
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pad, apply the U-Net, crop.
+
+        Args:
+            x: ``(N, in_chans, H, W)``, any ``H`` and ``W``.
+
+        Returns:
+            ``(N, out_chans, H, W)``.
+        """
+        h, w = x.shape[-2], x.shape[-1]
+        x, pads = pad_to_multiple(x, self.multiple)
+        return self.unet(x)[:, :, pads[2] : pads[2] + h, pads[0] : pads[0] + w]

@@ -29,7 +29,7 @@ def test_mode_table_sections():
 
 
 def test_preflight_names_unknown_networks_and_sizes(tiny_dataset):
-    with pytest.raises(ConfigError, match=r"unknown --network 'unet3d'; choose one of \['varnet'\]"):
+    with pytest.raises(ConfigError, match=r"unknown --network 'unet3d'; choose one of \['varnet', 'vsharp'\]"):
         preflight("sl", tiny_dataset, network="unet3d")
     with pytest.raises(ConfigError, match="unknown --network_size 'huge' for varnet"):
         preflight("sl", tiny_dataset, network_size="huge")

@@ -35,7 +35,7 @@ def registered():
 
 def test_builtin_sizes_and_unknown_names():
     assert isinstance(build_network("varnet", "tiny"), VarNet)
-    with pytest.raises(ValueError, match=r"unknown network 'unet3d'; choose one of \['varnet'\]"):
+    with pytest.raises(ValueError, match=r"unknown network 'unet3d'; choose one of \['varnet', 'vsharp'\]"):
         build_network("unet3d")
     with pytest.raises(ValueError, match="unknown size 'huge' for network 'varnet'"):
         build_network("varnet", "huge")

@@ -5,15 +5,37 @@ sensitivities are the coil images of the ACS (low-frequency) columns of the inpu
 by a :class:`~pipeline.networks.unet.NormUnet` and normalised to ``sum_c |S_c|^2 = 1``.
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from pipeline.networks.unet import NormUnet
 from pipeline.physics.acs import acs_columns
 from pipeline.physics.coils import normalize_sens_maps
 from pipeline.physics.fft import ifft2c
+
+
+def measured_input(masked_kspace: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+    """Check an unrolled network's inputs; return the 0/1 float32 mask and the measurement ``y = M k``.
+
+    Args:
+        masked_kspace: ``(B, C, H, W, 2)``; values outside ``mask`` are ignored.
+        mask: ``(B, 1, H, W, 1)`` or ``(B, 1, 1, W, 1)``, bool or float, non-zero = sampled.
+
+    Returns:
+        ``(mask_f, y)``: the mask as float32 0/1 and the k-space in float32, zero outside the mask.
+
+    Raises:
+        ValueError: if ``masked_kspace`` is not ``(B, C, H, W, 2)`` or ``mask`` is not 5-D.
+    """
+    if masked_kspace.dim() != 5 or masked_kspace.shape[-1] != 2:
+        raise ValueError("masked_kspace must be (B, C, H, W, 2); 3-D k-space is not supported")
+    if mask.dim() != 5:
+        raise ValueError("mask must be (B, 1, H, W, 1) or (B, 1, 1, W, 1)")
+    mask_f = (mask != 0).to(torch.float32)
+    return mask_f, masked_kspace.float() * mask_f
 
 
 def acs_column_window(mask: Tensor, num_low_frequencies: Optional[Tensor], batch_size: int) -> Tensor:
@@ -81,3 +103,11 @@ class SensitivityModel(nn.Module):
         coil_images = ifft2c(masked_kspace * window)  # (B, C, H, W, 2)
         maps = self.norm_unet(coil_images.reshape(b * c, h, w, two)).float()  # (B*C, H, W, 2)
         return normalize_sens_maps(maps.reshape(b, c, h, w, two))
+
+    @torch.jit.unused
+    def checkpointed(self, masked_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor]) -> Tensor:
+        """:meth:`forward` under non-reentrant gradient checkpointing (eager mode only).
+
+        It works on every coil image at full resolution, so its activations rival an unrolled step's.
+        """
+        return torch.utils.checkpoint.checkpoint(self, masked_kspace, mask, num_low_frequencies, use_reentrant=False)

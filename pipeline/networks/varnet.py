@@ -26,7 +26,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from pipeline.networks.output import ReconstructionOutput
-from pipeline.networks.sensitivity import SensitivityModel
+from pipeline.networks.sensitivity import SensitivityModel, measured_input
 from pipeline.networks.unet import NormUnet
 from pipeline.physics.coils import rss
 from pipeline.physics.fft import ifft2c
@@ -138,16 +138,6 @@ class VarNet(nn.Module):
         """Run ``cascade`` under non-reentrant gradient checkpointing (eager mode only)."""
         return torch.utils.checkpoint.checkpoint(cascade, kspace, ref_kspace, mask, sens_maps, use_reentrant=False)
 
-    @torch.jit.unused
-    def _checkpointed_sens(self, ref_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor]) -> Tensor:
-        """Run the sensitivity model under non-reentrant gradient checkpointing (eager mode only).
-
-        It works on every coil image at full resolution, so its activations rival a cascade's.
-        """
-        return torch.utils.checkpoint.checkpoint(
-            self.sens_net, ref_kspace, mask, num_low_frequencies, use_reentrant=False
-        )
-
     def forward(
         self,
         masked_kspace: Tensor,
@@ -173,15 +163,10 @@ class VarNet(nn.Module):
         Raises:
             ValueError: if ``masked_kspace`` is not ``(B, C, H, W, 2)`` or ``mask`` is not 5-D.
         """
-        if masked_kspace.dim() != 5 or masked_kspace.shape[-1] != 2:
-            raise ValueError("masked_kspace must be (B, C, H, W, 2); 3-D k-space is not supported")
-        if mask.dim() != 5:
-            raise ValueError("mask must be (B, 1, H, W, 1) or (B, 1, 1, W, 1)")
         keep_cascades = self.return_iterates if return_iterates is None else return_iterates
-        mask_f = (mask != 0).to(torch.float32)
-        ref_kspace = masked_kspace.float() * mask_f
+        mask_f, ref_kspace = measured_input(masked_kspace, mask)
         if self.use_checkpoint and self.training and not torch.jit.is_scripting():
-            sens_maps = self._checkpointed_sens(ref_kspace, mask_f, num_low_frequencies)
+            sens_maps = self.sens_net.checkpointed(ref_kspace, mask_f, num_low_frequencies)
         else:
             sens_maps = self.sens_net(ref_kspace, mask_f, num_low_frequencies)
         kspace = ref_kspace

@@ -41,7 +41,8 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One training step in THIS process (run it in a fresh one); peak resident memory above the pre-step baseline.
 
     Args:
-        spec: ``{"size": network size, "shape": [coils, H, W], "checkpoint": bool, "batch": int (default 1)}``.
+        spec: ``{"network": registry name (default "varnet"), "size": network size, "shape": [coils, H, W],
+            "checkpoint": bool, "batch": int (default 1)}``.
 
     Returns:
         ``baseline_GiB``, ``peak_GiB``, ``activation_GiB`` (peak minus baseline), ``step_s``, ``method`` and
@@ -59,7 +60,7 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     torch.manual_seed(0)
     coils, h, w = spec["shape"]
-    net = build_network("varnet", spec["size"], use_checkpoint=spec["checkpoint"]).train()
+    net = build_network(spec.get("network", "varnet"), spec["size"], use_checkpoint=spec["checkpoint"]).train()
     kspace, mask = synthetic_slice(coils, h, w, batch=spec.get("batch", 1))
     target = torch.rand(kspace.shape[0], h, w)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)

@@ -104,7 +104,8 @@ class JSSLTrainer(SupervisedTrainer):
         if max_nonfinite_steps < 1:
             raise ValueError(f"max_nonfinite_steps must be >= 1, got {max_nonfinite_steps}")
         self.max_nonfinite_steps = int(max_nonfinite_steps)
-        self.skipped_steps = 0
+        self.state.skipped_steps = 0  # part of the engine's checkpointed state
+        self.state_dict_user_keys.append("skipped_steps")
         self._skipped_in_a_row: list[str] = []
         self.grad_scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
@@ -151,7 +152,7 @@ class JSSLTrainer(SupervisedTrainer):
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
 
         engine.state.output = {
-            "skipped_steps": float(engine.skipped_steps),
+            "skipped_steps": float(engine.state.skipped_steps),
             "loss": float(weighted.detach()),
             f"loss_{branch}": float(loss.detach()),
             **{f"{branch}/{name}": float(value) for name, value in terms.items()},
@@ -172,7 +173,7 @@ class JSSLTrainer(SupervisedTrainer):
         Raises:
             FloatingPointError: naming the files and slices of the batches of those steps.
         """
-        engine.skipped_steps += 1
+        engine.state.skipped_steps += 1
         slices = torch.as_tensor(batch.get(Keys.SLICE, [])).reshape(-1).tolist()
         names = batch.get(Keys.FILENAME, [])
         where = ", ".join(f"{name} slice {s}" for name, s in zip(names, slices)) or "unknown slices"

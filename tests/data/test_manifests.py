@@ -41,8 +41,8 @@ def layout(tmp_path: Path) -> Path:
 def test_load_with_relative_data_root(layout, tmp_path):
     items = load_manifest(layout, "proxy")
     assert items == [
-        {"file": str(tmp_path / "data/proxy/a.h5"), "domain": "proxy"},
-        {"file": str(tmp_path / "data/proxy/b.h5"), "slices": [1, 3], "domain": "proxy"},
+        {"file": str(tmp_path / "data/proxy/a.h5"), "domain": "proxy", "volume": "proxy/a.h5"},
+        {"file": str(tmp_path / "data/proxy/b.h5"), "slices": [1, 3], "domain": "proxy", "volume": "proxy/b.h5"},
     ]
     # the same file loads with MONAI's own datalist loader
     monai_items = load_decathlon_datalist(

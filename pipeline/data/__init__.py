@@ -8,7 +8,7 @@ here.
 
 from pipeline.data.cache import HeaderCache, default_cache_path
 from pipeline.data.datasets import Scan, SliceDataset, expand_slices, manifest_dataset, scan_items
-from pipeline.data.errors import DataError
+from pipeline.data.errors import DataError, data_error_message
 from pipeline.data.formats import FORMATS, READERS, RawFormat, VolumeInfo, detect_format, register_format
 from pipeline.data.ismrmrd import EncodingInfo, default_encoding, parse_ismrmrd_header, write_ismrmrd_header
 from pipeline.data.manifests import (
@@ -39,6 +39,7 @@ __all__ = [
     "SliceDataset",
     "VolumeInfo",
     "check_volume_data",
+    "data_error_message",
     "default_cache_path",
     "default_encoding",
     "describe_groups",

@@ -1,4 +1,4 @@
-"""The one exception type for bad input data."""
+"""The one exception type for bad input data, and how to find it behind wrapping exceptions."""
 
 from __future__ import annotations
 
@@ -32,3 +32,31 @@ class DataError(ValueError):
 
     def __reduce__(self):  # keep the three fields when pickled across DataLoader workers
         return (type(self), (self.file, self.problem, self.slice_idx))
+
+
+_WORKER_PREFIX = f"{DataError.__module__}.{DataError.__qualname__}: "
+
+
+def data_error_message(err: BaseException) -> str | None:
+    """The one-line message of the :class:`DataError` behind ``err``, or ``None`` if there is none.
+
+    Finds it when ``err`` is a :class:`DataError`, when one is in its cause/context chain (e.g. wrapped by
+    MONAI's ``apply_transform``), and when a DataLoader worker raised it: PyTorch re-raises a worker's
+    exception in the main process as a ``RuntimeError`` carrying the worker's traceback text, whose last
+    line is ``pipeline.data.errors.DataError: <message>``.
+
+    >>> data_error_message(RuntimeError("applying transform"))
+    >>> data_error_message(DataError("/data/a.h5", "NaN or Inf values in 'kspace'", 3))
+    "/data/a.h5, slice 3: NaN or Inf values in 'kspace'"
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DataError):
+            return str(current)
+        lines = [line for line in str(current).splitlines() if line.startswith(_WORKER_PREFIX)]
+        if f"Caught {DataError.__name__}" in str(current) and lines:
+            return lines[-1][len(_WORKER_PREFIX) :]
+        current = current.__cause__ or current.__context__
+    return None

@@ -6,12 +6,14 @@ from pipeline.engines.interleave import InterleavedLoader, schedule_from_ratio
 from pipeline.engines.modes import MODES, TrainingMode, branch_sections, training_mode, uses_branch
 from pipeline.engines.startup import (
     ConfigError,
+    DataErrorExit,
     ensure_demo_data,
     finalize_distributed,
     init_distributed,
     is_not_rank0,
     preflight,
     seed_everything,
+    skipped_files,
     wrap_ddp,
 )
 from pipeline.engines.trainer import JSSLTrainer
@@ -19,6 +21,7 @@ from pipeline.engines.trainer import JSSLTrainer
 __all__ = [
     "MODES",
     "ConfigError",
+    "DataErrorExit",
     "InterleavedLoader",
     "JSSLTrainer",
     "ReconstructionEvaluator",
@@ -36,6 +39,7 @@ __all__ = [
     "preflight",
     "schedule_from_ratio",
     "seed_everything",
+    "skipped_files",
     "training_mode",
     "uses_branch",
     "wrap_ddp",

@@ -152,7 +152,7 @@ class ShapeBatchSampler(Sampler[list[int]]):
 
     def _source_batches(self, rng: np.random.Generator) -> dict[str, list[list[int]]]:
         out: dict[str, list[list[int]]] = {}
-        for (source, _), members in sorted(self.groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        for (source, _), members in self.groups.items():  # dataset order: a group sits where it starts
             order = rng.permutation(members).tolist() if self.shuffle else list(members)
             size, cut = self.batch_size, self._batches_of(len(order))
             out.setdefault(source, []).extend(order[i * size : (i + 1) * size] for i in range(cut))
@@ -162,7 +162,7 @@ class ShapeBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         per_source = self._source_batches(rng)
         if self.weights is None:
-            batches = [b for source in sorted(per_source) for b in per_source[source]]
+            batches = [b for source in per_source for b in per_source[source]]
             order = rng.permutation(len(batches)) if self.shuffle else np.arange(len(batches))
             return [batches[i] for i in order]
         # largest-remainder apportionment of the epoch's batches to the sources by weight

@@ -162,7 +162,7 @@ def open_volume(
     """
     path = os.fspath(path)
     check_reader(reader)
-    check_file(path, slice_idx)
+    check_file(path)
     with contextlib.ExitStack() as stack:
         handle = None
         if reader != "auto":

@@ -198,18 +198,18 @@ class RawFormat(abc.ABC):
         return 0.0
 
 
-def check_file(path: str, slice_idx: int | None = None) -> None:
+def check_file(path: str) -> None:
     """Raise :class:`DataError` if ``path`` is missing or not a regular file (e.g. a directory)."""
     if os.path.isdir(path):
-        raise DataError(path, "is a directory, expected a k-space file", slice_idx)
+        raise DataError(path, "is a directory, expected a k-space file")
     if not os.path.isfile(path):
-        raise DataError(path, "file not found", slice_idx)
+        raise DataError(path, "file not found")
 
 
 @contextlib.contextmanager
 def open_h5(path: str, slice_idx: int | None = None) -> Iterator[h5py.File]:
     """Open ``path`` read-only, turning a missing or unreadable file into :class:`DataError`."""
-    check_file(path, slice_idx)
+    check_file(path)
     try:
         f = h5py.File(path, "r")
     except OSError as err:

@@ -241,7 +241,7 @@ class CMRxRecon(RawFormat):
     @contextlib.contextmanager
     def open(self, path: str, slice_idx: int | None = None) -> Iterator[_Volume]:
         """Open the file and its companions (mask, fully sampled reference)."""
-        check_file(path, slice_idx)
+        check_file(path)
         volume = None
         try:
             volume = _Volume(path)

@@ -110,7 +110,7 @@ class MRD(RawFormat):
     @contextlib.contextmanager
     def open(self, path: str, slice_idx: int | None = None) -> Iterator[_Acquisitions]:
         """Open the file with ``ismrmrd.File`` and read its header and acquisition headers."""
-        check_file(path, slice_idx)
+        check_file(path)
         handle = _Acquisitions(path)
         try:
             yield handle

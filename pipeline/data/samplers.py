@@ -81,8 +81,10 @@ class ShapeBatchSampler(Sampler[list[int]]):
         ...     sources = ["knee"] * 6
         >>> sampler = ShapeBatchSampler(Slices(), batch_size=2, seed=0, num_replicas=1, rank=0)
         >>> batches = list(sampler)
-        >>> len(batches), sorted(sorted(b) for b in batches)
-        (3, [[0, 1], [2, 3], [4, 5]])
+        >>> len(batches), sorted(len({Slices.batch_keys[i] for i in b}) for b in batches)  # one shape per batch
+        (3, [1, 1, 1])
+        >>> sorted(i for b in batches for i in b)
+        [0, 1, 2, 3, 4, 5]
     """
 
     def __init__(

@@ -82,8 +82,8 @@ def flip_up_down(kspace: np.ndarray) -> np.ndarray:
         Complex ``(..., H, W)``, same dtype.
 
     >>> k = np.arange(4, dtype=np.complex64).reshape(4, 1)
-    >>> np.round(flip_up_down(flip_up_down(k)), 6).real.ravel().tolist()
-    [0.0, 1.0, 2.0, 3.0]
+    >>> np.allclose(flip_up_down(flip_up_down(k)), k, atol=1e-6)  # flipping twice is the identity
+    True
     """
     h = kspace.shape[-2]
     rows = (-np.arange(h)) % h

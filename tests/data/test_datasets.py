@@ -102,9 +102,11 @@ def test_loader_errors_are_data_errors_not_monai_runtime_errors(tmp_path):
     ds[0]
     with pytest.raises(DataError, match=r"late_nan\.h5, slice 1: NaN or Inf"):
         ds[1]
-    with pytest.raises(RuntimeError) as err:  # from a worker, PyTorch re-raises it as RuntimeError(traceback text)
+    with pytest.raises(DataError) as err:  # also from a DataLoader worker
         list(DataLoader(ds, batch_size=1, num_workers=1))
-    assert data_error_message(err.value) == f"{tmp_path / 'late_nan.h5'}, slice 1: NaN or Inf values in 'kspace'"
+    assert str(err.value) == f"{tmp_path / 'late_nan.h5'}, slice 1: NaN or Inf values in 'kspace'"
+    assert (err.value.file, err.value.slice_idx) == (str(tmp_path / "late_nan.h5"), 1)
+    assert data_error_message(RuntimeError("applying transform")) is None
 
 
 def test_items_carry_volume_source_and_batch_key(items):

@@ -2,7 +2,7 @@
 the header cache, shape-bucketed batch sampling, simulation.
 
 The CLIs ``python -m pipeline.data.simulate``, ``python -m pipeline.data.preview``, ``python -m
-pipeline.data.inspect`` and ``python -m pipeline.data.formats.prostate`` (conversion) are not imported
+pipeline.data.inspect`` and ``python -m pipeline.data.convert_prostate`` are not imported
 here.
 """
 

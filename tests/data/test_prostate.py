@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.data.convert_prostate import main
 from pipeline.data.errors import DataError
 from pipeline.data.formats import detect_format
-from pipeline.data.formats.prostate import convert_file, flip_up_down, grappa_reference, main
+from pipeline.data.formats.prostate import convert_file, flip_up_down, grappa_reference
 from pipeline.data.ismrmrd import write_ismrmrd_header
 from pipeline.data.readers import LoadSlice, inspect_volume
 from pipeline.keys import Keys

@@ -24,8 +24,8 @@ The reader returns, per slice, in the orientation of ``reconstruction_rss`` (fli
 - ``target``: the file's ``reconstruction_rss`` slice, when present.
 
 :func:`grappa_reference` rebuilds the dataset's reference for one slice with ``pygrappa`` (the GRAPPA
-fill costs seconds to minutes per slice, so it is not done on the fly). ``python -m
-pipeline.data.formats.prostate IN... --out DIR`` pays it once: it writes each file in the JSSL paper's
+fill costs seconds to minutes per slice, so it is not done on the fly). :func:`convert_file` (CLI:
+``python -m pipeline.data.convert_prostate IN... --out DIR``) pays it once: it writes each file in the JSSL paper's
 preprocessed layout, a fastMRI multi-coil file with the GRAPPA-filled, average-combined k-space
 ``(S, C, H, W)``, its ``reconstruction_rss`` and a consistent ``ismrmrd_header`` (no ``patient_id``),
 which the paper then re-masks retrospectively (equispaced 4x/8x/16x).
@@ -33,10 +33,7 @@ which the paper then re-masks retrospectively (equispaced 4x/8x/16x).
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -315,35 +312,3 @@ def convert_file(source: str | os.PathLike, destination: str | os.PathLike) -> P
         out.attrs["acquisition"] = acquisition
     tmp.replace(destination)
     return destination
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: convert raw prostate T2 files to the paper's preprocessed layout (see :func:`convert_file`)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.data.formats.prostate",
-        description="Convert fastMRI prostate T2 raw files (GRAPPA fill, averages combined) to fastMRI "
-        "multi-coil files (slices, coils, H, W), once.",
-    )
-    parser.add_argument("inputs", nargs="+", type=Path, help="raw .h5 files or folders of them")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (same file names)")
-    parser.add_argument("--overwrite", action="store_true", help="convert files whose output already exists")
-    args = parser.parse_args(argv)
-    files = [p for item in args.inputs for p in (sorted(item.glob("*.h5")) if item.is_dir() else [item])]
-    failed = 0
-    for i, path in enumerate(files, 1):
-        target = args.out / path.name
-        if target.exists() and not args.overwrite:
-            print(f"[{i}/{len(files)}] {target} exists, kept")
-            continue
-        try:
-            convert_file(path, target)
-            print(f"[{i}/{len(files)}] {path} -> {target}")
-        except DataError as err:
-            failed += 1
-            print(f"error: {err}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-

@@ -21,7 +21,11 @@ class Keys(str, Enum):
     KSPACE = "kspace"
     MASK = "mask"  # (1, H, W, 1) bool, acquisition mask Omega (file's own mask, or generated)
     TARGET = "target"  # (1, Hr, Wr) float32, reference magnitude image (RSS / ESC), only where known
-    FILENAME = "filename"  # str, file name (no directories): identifies the volume
+    # str, the volume's identity: its file path relative to the manifest's data root in POSIX form (e.g.
+    # "knee/file1000001.h5"), or the base name for files outside a manifest. Metrics, written outputs,
+    # fixed-mask seeds and logs key volumes by it, so equal base names in different folders stay apart.
+    VOLUME = "volume"
+    FILENAME = "filename"  # str, file base name (no directories), for display
     SLICE = "slice_idx"  # int, slice index within the volume
     NUM_SLICES = "num_slices"  # int, slices in the volume
     RECON_SIZE = "recon_size"  # (2,) int64, (Hr, Wr) centre-crop size from the ISMRMRD header

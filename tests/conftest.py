@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def header_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keep the header cache (:mod:`pipeline.data.cache`) of every test, and of the bundle runs the tests
+    start, in a session folder instead of the user's cache folder."""
+    folder = tmp_path_factory.mktemp("header_cache")
+    previous = os.environ.get("PIPELINE_CACHE_DIR")
+    os.environ["PIPELINE_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("PIPELINE_CACHE_DIR", None)
+    else:
+        os.environ["PIPELINE_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

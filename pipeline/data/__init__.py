@@ -1,11 +1,14 @@
-"""Data layer: errors, ISMRMRD headers, raw formats, slice readers (MONAI transforms), manifests, datasets, simulation.
+"""Data layer: errors, ISMRMRD headers, raw formats, slice readers (MONAI transforms), manifests, datasets,
+the header cache, shape-bucketed batch sampling, simulation.
 
-The CLIs ``python -m pipeline.data.simulate`` and ``python -m pipeline.data.preview`` are not
-imported here (they pull in nilearn/sigpy/matplotlib lazily).
+The CLIs ``python -m pipeline.data.simulate``, ``python -m pipeline.data.preview``, ``python -m
+pipeline.data.inspect`` and ``python -m pipeline.data.convert_prostate`` are not imported
+here.
 """
 
-from pipeline.data.datasets import SliceDataset, expand_slices, manifest_dataset
-from pipeline.data.errors import DataError
+from pipeline.data.cache import HeaderCache, default_cache_path
+from pipeline.data.datasets import Scan, SliceDataset, expand_slices, manifest_dataset, scan_items
+from pipeline.data.errors import DataError, data_error_message
 from pipeline.data.formats import FORMATS, READERS, RawFormat, VolumeInfo, detect_format, register_format
 from pipeline.data.ismrmrd import EncodingInfo, default_encoding, parse_ismrmrd_header, write_ismrmrd_header
 from pipeline.data.manifests import (
@@ -16,13 +19,18 @@ from pipeline.data.manifests import (
     manifest_sections,
     read_manifest,
     resolve_inputs,
+    volume_id,
 )
-from pipeline.data.readers import LoadSlice, LoadSliced, inspect_volume
+from pipeline.data.readers import LoadSlice, LoadSliced, check_volume_data, inspect_volume
+from pipeline.data.samplers import ShapeBatchSampler, describe_groups
 
 __all__ = [
     "DataError",
     "EncodingInfo",
     "FORMATS",
+    "HeaderCache",
+    "Scan",
+    "ShapeBatchSampler",
     "LoadSlice",
     "LoadSliced",
     "RawFormat",
@@ -30,7 +38,11 @@ __all__ = [
     "SECTIONS",
     "SliceDataset",
     "VolumeInfo",
+    "check_volume_data",
+    "data_error_message",
+    "default_cache_path",
     "default_encoding",
+    "describe_groups",
     "detect_format",
     "expand_slices",
     "inspect_volume",
@@ -43,5 +55,7 @@ __all__ = [
     "read_manifest",
     "register_format",
     "resolve_inputs",
+    "scan_items",
+    "volume_id",
     "write_ismrmrd_header",
 ]

@@ -17,6 +17,15 @@ A manifest is a JSON object that :func:`monai.data.load_decathlon_datalist` read
 - ``data_root`` (optional) is resolved relative to the manifest file; without it the manifest's own
   directory is the root. ``file`` paths are relative to the root. ``slices`` (optional) restricts an
   item to slices ``[start, stop)``. ``generator`` (optional) records how the data were simulated.
+- ``format`` (optional, per item) names the item's raw format (a key of
+  :data:`pipeline.data.formats.FORMATS`, e.g. ``"cc359"``); ``"formats": {"<section>": "<name>"}``
+  (optional, top level) sets it for a whole section. Without either the format is detected per file.
+- ``source`` (optional, per item) names the sub-collection an item belongs to, e.g. ``"knee"`` and
+  ``"brain"`` inside ``proxy``; a batch sampler can weight sources explicitly
+  (:class:`pipeline.data.samplers.ShapeBatchSampler`). Default: the section name.
+- Every item gets a ``volume``: its path relative to the data root (POSIX), the volume's identity
+  everywhere downstream (metrics, written outputs, fixed-mask seeds, logs), so two files with the same
+  name in different folders stay two volumes.
 - Sections (:data:`SECTIONS`):
 
   - ``proxy``: fully sampled volumes of the proxy domain (``kspace`` + ``reconstruction_rss``);
@@ -54,6 +63,7 @@ __all__ = [
     "manifest_digest",
     "manifest_sections",
     "read_manifest",
+    "volume_id",
 ]
 
 SECTIONS = ("proxy", "target", "validation", "test", "target_reference")
@@ -127,13 +137,14 @@ def load_manifest(
         check_files: raise if a listed file does not exist.
 
     Returns:
-        One dict per volume: ``{"file": <absolute path>, "domain": section}`` plus the item's other
-        fields (e.g. ``"slices": [start, stop]``).
+        One dict per volume: ``{"file": <absolute path>, "domain": section, "volume": <path relative to the
+        root>}`` plus the item's other fields (e.g. ``"slices": [start, stop]``, ``"source"``, ``"format"``,
+        the latter also from the manifest's ``"formats"``).
 
     Raises:
         DataError: manifest missing or malformed; section missing or empty (the message names the
-            available sections); item without a ``file``; data root missing or without files; listed
-            files missing (with ``check_files``).
+            available sections); item without a ``file``; unknown format names; data root missing or
+            without files; listed files missing (with ``check_files``).
     """
     path = Path(path)
     content = read_manifest(path)
@@ -147,17 +158,63 @@ def load_manifest(
     if not any(p.is_file() for p in root.rglob("*")):
         raise DataError(path, f"data root {root} contains no files")
     items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=section, base_dir=root)
+    section_format = _section_formats(path, content).get(section)
     out = []
-    for i, item in enumerate(items):
+    for i, (item, raw) in enumerate(zip(items, content[section])):
         if not isinstance(item.get("file"), str):
             raise DataError(path, f"item {i} of section {section!r} has no 'file' string: {item}")
-        out.append({**item, "file": str((root / item["file"]).resolve()), "domain": section})
+        file = (root / item["file"]).resolve()
+        # names, not paths: MONAI's loader would turn a value naming a folder under the root into a path
+        labels = {key: raw[key] for key in ("source", "format") if isinstance(raw, dict) and key in raw}
+        fmt = labels.get("format", section_format)
+        if fmt is not None:
+            labels["format"] = _check_format(path, fmt, f"item {i} of section {section!r}")
+        if not isinstance(labels.get("source", ""), str):
+            raise DataError(path, f"item {i} of section {section!r}: 'source' must be a string, got {raw['source']!r}")
+        out.append({**item, **labels, "file": str(file), "domain": section, "volume": volume_id(file, root)})
     if check_files:
+        folders = [item["file"] for item in out if os.path.isdir(item["file"])]
+        if folders:
+            problem = f"{len(folders)} entries of section {section!r} are directories, expected k-space files"
+            raise DataError(path, f"{problem}: {_shown(folders)}")
         missing = [item["file"] for item in out if not os.path.isfile(item["file"])]
         if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise DataError(path, f"{len(missing)} file(s) of section {section!r} not found: {shown}")
+            raise DataError(path, f"{len(missing)} file(s) of section {section!r} not found: {_shown(missing)}")
     return out
+
+
+def _shown(paths: list[str]) -> str:
+    return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def volume_id(file: str | os.PathLike, root: str | os.PathLike) -> str:
+    """A volume's identity: ``file``'s path relative to ``root`` in POSIX form, or its absolute path if outside.
+
+    >>> volume_id("/data/raw/knee/file1.h5", "/data/raw")
+    'knee/file1.h5'
+    >>> volume_id("/elsewhere/file1.h5", "/data/raw")
+    '/elsewhere/file1.h5'
+    """
+    file, root = Path(os.path.abspath(file)), Path(os.path.abspath(root))
+    try:
+        return file.relative_to(root).as_posix()
+    except ValueError:
+        return file.as_posix()
+
+
+def _check_format(path: Path, name: Any, where: str) -> str:
+    from pipeline.data.formats import FORMATS
+
+    if name not in FORMATS:
+        raise DataError(path, f"{where}: unknown format {name!r}; registered formats: {sorted(FORMATS)}")
+    return name
+
+
+def _section_formats(path: Path, content: dict[str, Any]) -> dict[str, str]:
+    formats = content.get("formats", {})
+    if not isinstance(formats, dict):
+        raise DataError(path, f"'formats' must map section names to format names, got {formats!r}")
+    return {section: _check_format(path, name, f"'formats' of {section!r}") for section, name in formats.items()}
 
 
 def manifest_digest(path: str | os.PathLike) -> str:
@@ -193,4 +250,4 @@ def resolve_inputs(
     files = sorted(folder.glob("*.h5"))
     if not files:
         raise DataError(folder, "input_dir contains no .h5 files")
-    return [{"file": str(f.resolve()), "domain": "input"} for f in files]
+    return [{"file": str(f.resolve()), "domain": "input", "volume": f.name} for f in files]

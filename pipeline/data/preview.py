@@ -64,7 +64,7 @@ def render_preview(
         images, labels = [], []
         for item in items:
             sample = loader(item["file"], item["slice_idx"], section)
-            label = f"{sample[Keys.FILENAME.value]} s{sample[Keys.SLICE.value]}"
+            label = f"{sample[Keys.VOLUME.value]} s{sample[Keys.SLICE.value]}"
             stored_image = rss_image(sample[Keys.KSPACE.value], sample[Keys.RECON_SIZE.value]).numpy()
             if kind == "reference":
                 target = sample.get(Keys.TARGET.value)

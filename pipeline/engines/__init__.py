@@ -7,12 +7,14 @@ from pipeline.engines.interleave import InterleavedLoader, schedule_from_ratio
 from pipeline.engines.modes import MODES, TrainingMode, branch_sections, training_mode, uses_branch
 from pipeline.engines.startup import (
     ConfigError,
+    DataErrorExit,
     ensure_demo_data,
     finalize_distributed,
     init_distributed,
     is_not_rank0,
     preflight,
     seed_everything,
+    skipped_files,
     wrap_ddp,
 )
 from pipeline.engines.trainer import JSSLTrainer
@@ -20,6 +22,7 @@ from pipeline.engines.trainer import JSSLTrainer
 __all__ = [
     "MODES",
     "ConfigError",
+    "DataErrorExit",
     "InterleavedLoader",
     "JSSLTrainer",
     "ReconstructionEvaluator",
@@ -38,6 +41,7 @@ __all__ = [
     "preflight",
     "schedule_from_ratio",
     "seed_everything",
+    "skipped_files",
     "training_mode",
     "uses_branch",
     "wrap_ddp",

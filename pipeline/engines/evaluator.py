@@ -22,7 +22,7 @@ from pipeline.physics import center_crop
 from pipeline.transforms import denormalize
 
 #: Batch keys passed through to ``engine.state.output`` for metrics and writers.
-PASSTHROUGH = (Keys.FILENAME, Keys.SLICE, Keys.NUM_SLICES, Keys.MAX, Keys.RECON_SIZE)
+PASSTHROUGH = (Keys.VOLUME, Keys.FILENAME, Keys.SLICE, Keys.NUM_SLICES, Keys.MAX, Keys.RECON_SIZE)
 
 
 class ReconstructionEvaluator(SupervisedEvaluator):

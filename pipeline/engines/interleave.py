@@ -38,9 +38,10 @@ def schedule_from_ratio(ratio: Mapping[str, int]) -> list[str]:
 class InterleavedLoader:
     """Iterate single-domain batches from named loaders following a repeating schedule.
 
-    Each loader is restarted when it runs out (calling ``set_epoch`` on a distributed sampler so every
-    pass is reshuffled), so an epoch of this iterable is ``epoch_length`` steps regardless of the sizes
-    of the datasets. Every batch gets ``batch[Keys.BRANCH] = name``.
+    Each loader is restarted when it runs out (calling ``set_epoch`` on its batch sampler, e.g.
+    :class:`pipeline.data.ShapeBatchSampler`, or its distributed sampler, so every pass is reshuffled), so
+    an epoch of this iterable is ``epoch_length`` steps regardless of the sizes of the datasets. Every
+    batch gets ``batch[Keys.BRANCH] = name``.
 
     Args:
         loaders: branch name (``"sl"``/``"ssl"``) -> DataLoader; a ``None`` value means "not built".
@@ -91,9 +92,9 @@ class InterleavedLoader:
         while True:
             if name not in self._iterators:
                 loader = self.loaders[name]
-                sampler = getattr(loader, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(self._passes[name])
+                for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+                    if hasattr(sampler, "set_epoch"):
+                        sampler.set_epoch(self._passes[name])
                 self._iterators[name] = iter(loader)
             try:
                 return next(self._iterators[name])

@@ -6,6 +6,7 @@ wrong setting stops the run in seconds with one line that says what to fix, not 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import ignite.distributed as idist
 import torch
 import torch.distributed as dist
+from ignite.engine import Engine, Events
 
 from pipeline.data.errors import DataError
 from pipeline.engines.interleave import schedule_from_ratio
@@ -21,6 +23,8 @@ from pipeline.engines.modes import branch_sections, training_mode
 
 if TYPE_CHECKING:
     from pipeline.networks.registry import NetworkSpec
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(SystemExit):
@@ -71,8 +75,18 @@ def preflight(
     ckpt_path: str | os.PathLike | None = None,
     sections: tuple[str, ...] = ("validation",),
     device: torch.device | None = None,
+    on_bad_file: str = "raise",
+    output_dir: str | os.PathLike | None = None,
+    proxy_weights: Mapping[str, float] | None = None,
+    batch_size: int | None = None,
 ) -> None:
-    """Check a run's settings and data before anything is built; create nothing.
+    """Check a run's settings and data before anything is built.
+
+    Every file of the sections the run reads is checked at header level (and, with ``on_bad_file="skip"``,
+    read once in full), through the manifest's header cache (:mod:`pipeline.data.cache`), so a second start
+    over thousands of files takes seconds. The shape groups of each section (what
+    :class:`~pipeline.data.ShapeBatchSampler` batches together) are logged. Under DDP rank 0 checks first
+    and fills the cache; the other ranks then read it.
 
     Args:
         mode: training mode (``sl``, ``ssl``, ``jssl``, ``sl_target``) or ``"eval"`` for inference/evaluation.
@@ -81,19 +95,24 @@ def preflight(
         target_section: section of the self-supervised branch (the supervised one follows from ``mode``).
         network: a name from the network registry (:data:`pipeline.networks.NETWORKS`).
         network_size: a size of that network; a network whose builder has a ``check_input`` classmethod also
-            checks the size's settings against the k-space size of every file of the sections.
+            checks that size against the k-space size of every file.
         tracking_uri: MLflow URI that must open.
         ratio: SL:SSL steps (not all zero).
         ckpt_path: a checkpoint that must exist (inference / evaluation).
         sections: further manifest sections that must be present and readable.
         device: the run's device; passing it here makes sure ``torch.distributed`` is set up (it is
             resolved by :func:`init_distributed`) before the checks.
+        on_bad_file: ``"raise"``: the first bad file stops the run; ``"skip"``: bad files (header or data) are
+            left out, listed once with their problems, and written to ``<output_dir>/skipped_files.txt``.
+        output_dir: where the skipped-files list goes (one line per file; written on rank 0, empty when
+            nothing was skipped); ``None``: not written.
+        proxy_weights: sampling weight per ``source`` of the supervised section (see
+            :class:`~pipeline.data.ShapeBatchSampler`); checked against the manifest.
+        batch_size: training batch size; the training sections must yield at least one batch of one shape.
 
     Raises:
-        ConfigError: (a ``SystemExit``) with one line naming the setting to fix.
+        ConfigError: (a ``SystemExit``) with one line naming the setting or file to fix.
     """
-    from pipeline.data.datasets import expand_slices
-    from pipeline.data.manifests import load_manifest
     from pipeline.networks import network_spec
 
     try:
@@ -107,24 +126,30 @@ def preflight(
         raise ConfigError(f"checkpoint {ckpt_path} does not exist: train the bundle first or set --ckpt_path")
     if not Path(manifest).is_file():
         raise ConfigError(f"manifest {manifest} does not exist: set --manifest to a MONAI datalist JSON")
+    if on_bad_file not in ("raise", "skip"):
+        raise ConfigError(f"--on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
     if ratio is not None and branches:
         try:
             schedule_from_ratio({b: int(ratio.get(b, 1)) for b in branches})
         except ValueError as err:
             raise ConfigError(f"--sl_ssl_ratio: {err}") from None
+    needed = {section: None for section in sections}
+    if branches:
+        needed.update({section: branch for branch, section in branch_sections(mode, target_section).items()})
+    world = idist.get_world_size()
+    if world > 1 and idist.get_rank() > 0:
+        idist.barrier()  # rank 0 fills the header cache first
     try:
-        needed = list(sections)
-        if branches:
-            needed.extend(branch_sections(mode, target_section).values())
-        for section in dict.fromkeys(needed):
-            items = load_manifest(manifest, section, data_root)
-            expand_slices(items, on_error="raise")
-            if section == target_section and "ssl" in branches:
-                _check_target_masks(items)
-            if network_size is not None:
-                _check_network_input(spec, network, network_size, items)
-    except (DataError, ValueError) as err:
-        raise ConfigError(str(err)) from None
+        skipped = _check_sections(manifest, data_root, needed, on_bad_file, proxy_weights, batch_size)
+        if network_size is not None:
+            _check_network_input(spec, network, network_size, needed, manifest, data_root)
+    finally:
+        if world > 1 and idist.get_rank() == 0:
+            idist.barrier()
+    if output_dir is not None and idist.get_rank() == 0:
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SKIPPED_FILES).write_text("".join(f"{line}\n" for line in skipped))
     if tracking_uri is not None and idist.get_rank() == 0:
         from pipeline.tracking.mlflow import check_tracking_uri
 
@@ -134,41 +159,87 @@ def preflight(
             raise ConfigError(f"--tracking_uri: {err}") from None
 
 
-def _check_network_input(spec: NetworkSpec, network: str, network_size: str, items: list[dict]) -> None:
-    """Let the network check its size's settings against the stored k-space size of every file.
+SKIPPED_FILES = "skipped_files.txt"
+"""Name of the skipped-files list that :func:`preflight` writes into the output folder."""
 
-    Only for builders with an optional ``check_input(kspace_size, **settings)`` classmethod (e.g.
-    :meth:`pipeline.networks.VSharpNet.check_input`), which raises ``ValueError`` naming the setting.
+
+def skipped_files(output_dir: str | os.PathLike) -> list[str]:
+    """The lines of ``<output_dir>/skipped_files.txt`` (``"<file>[, slice <i>]: <problem>"``), ``[]`` if none."""
+    path = Path(output_dir) / SKIPPED_FILES
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def _check_sections(
+    manifest: str | os.PathLike,
+    data_root: str | os.PathLike | None,
+    sections: Mapping[str, str | None],
+    on_bad_file: str,
+    proxy_weights: Mapping[str, float] | None,
+    batch_size: int | None,
+) -> list[str]:
+    """Scan each section's files (cached), log their shape groups; return the skipped files' lines.
 
     Raises:
-        ValueError: ``--network_size <size> of <network>: <the builder's message>``.
+        ConfigError: bad file (raise mode), a section with no good file, bad weights, no complete batch.
     """
-    from pipeline.data.readers import inspect_volume
+    from pipeline.data.cache import HeaderCache, default_cache_path
+    from pipeline.data.datasets import report_skipped, scan_items
+    from pipeline.data.manifests import load_manifest
+    from pipeline.data.samplers import ShapeBatchSampler, describe_groups
 
-    check_input = getattr(spec.builder, "check_input", None)
-    if check_input is None:
-        return
-    for size in dict.fromkeys(inspect_volume(item["file"]).kspace_size for item in items):
+    cache = HeaderCache(default_cache_path(manifest))
+    skipped: list[str] = []
+    for section, branch in sections.items():
         try:
-            check_input(size, **spec.sizes[network_size])
-        except ValueError as err:
-            raise ValueError(f"--network_size {network_size} of {network}: {err}") from None
+            items = load_manifest(manifest, section, data_root, check_files=on_bad_file == "raise")
+            scan = scan_items(items, on_error=on_bad_file, cache=cache)
+        except (DataError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+        skipped.extend(report_skipped(scan.skipped))
+        if not scan.volumes:
+            raise ConfigError(f"section {section!r}: every one of its {len(items)} file(s) was skipped as bad")
+        keys = [info.batch_key for _, info, slices in scan.volumes for _ in slices]
+        sources = [str(item.get("source") or section) for item, _, slices in scan.volumes for _ in slices]
+        logger.info(
+            f"section {section!r}: {len(scan.volumes)} file(s), {len(keys)} slices, {len(scan.skipped)} skipped; "
+            "shape groups: " + "; ".join(describe_groups(keys, sources))
+        )
+        if branch == "ssl":
+            try:
+                _check_target_masks(scan.volumes)
+            except DataError as err:
+                raise ConfigError(str(err)) from None
+        if branch is not None and batch_size is not None:
+            dataset = _Slices(keys, sources)
+            weights = proxy_weights if branch == "sl" else None
+            try:
+                ShapeBatchSampler(dataset, batch_size, weights=weights, num_replicas=1, rank=0)
+            except ValueError as err:
+                setting = "--proxy_weights" if weights is not None and "weight" in str(err) else "--batch_size"
+                raise ConfigError(f"{setting} for section {section!r}: {err}") from None
+    return skipped
 
 
-def _check_target_masks(items: list[dict]) -> None:
+class _Slices:
+    """Per-slice batch keys and sources, the part of a dataset a batch sampler reads."""
+
+    def __init__(self, batch_keys: list[tuple], sources: list[str]) -> None:
+        self.batch_keys, self.sources = batch_keys, sources
+
+
+def _check_target_masks(volumes: list) -> None:
     """A target file whose k-space is already undersampled must carry its acquisition mask.
 
     Raises:
-        DataError: naming the file when it has zero-filled columns but no ``mask`` dataset.
+        DataError: naming the file when it has zero-filled columns but no mask.
     """
-    from pipeline.data.readers import LoadSlice, inspect_volume
+    from pipeline.data.readers import LoadSlice
     from pipeline.keys import Keys
 
-    for item in items:
-        info = inspect_volume(item["file"])
+    for item, info, _ in volumes:
         if info.mask_layout is not None:
             continue
-        sample = LoadSlice()(item["file"], info.num_slices // 2)
+        sample = LoadSlice()(item["file"], info.num_slices // 2, reader=item.get("format"))
         start, stop = info.pe_range
         columns = sample[Keys.KSPACE][:, :, start:stop].abs().amax(dim=(0, 1, 3))
         if bool((columns == 0).any()):
@@ -177,6 +248,62 @@ def _check_target_masks(items: list[dict]) -> None:
                 "target k-space is undersampled (zero columns) but the file has no 'mask' dataset; "
                 "store the acquisition mask so training does not invent one",
             )
+
+
+def _check_network_input(
+    spec: NetworkSpec,
+    network: str,
+    network_size: str,
+    sections: Mapping[str, str | None],
+    manifest: str | os.PathLike,
+    data_root: str | os.PathLike | None,
+) -> None:
+    """Let the network check its size's settings against the k-space size of every file (from the cache).
+
+    Only for builders with an optional ``check_input(kspace_size, **settings)`` classmethod (e.g.
+    :meth:`pipeline.networks.VSharpNet.check_input`), which raises ``ValueError`` naming the setting.
+
+    Raises:
+        ConfigError: ``--network_size <size> of <network>: <the builder's message>``.
+    """
+    check_input = getattr(spec.builder, "check_input", None)
+    if check_input is None:
+        return
+    from pipeline.data.cache import HeaderCache, default_cache_path
+    from pipeline.data.datasets import scan_items
+    from pipeline.data.manifests import load_manifest
+
+    cache = HeaderCache(default_cache_path(manifest))
+    sizes: dict[tuple[int, int], None] = {}
+    for section in sections:
+        scan = scan_items(load_manifest(manifest, section, data_root, check_files=False), "skip", cache=cache)
+        sizes.update(dict.fromkeys(info.kspace_size for _, info, _ in scan.volumes))
+    for size in sizes:
+        try:
+            check_input(size, **spec.sizes[network_size])
+        except ValueError as err:
+            raise ConfigError(f"--network_size {network_size} of {network}: {err}") from None
+
+
+class DataErrorExit:
+    """Ignite handler: a bad file met during a run stops it with the pipeline's one line, no traceback.
+
+    Attach to the trainer (``train_handlers``). A :class:`~pipeline.data.DataError` raised while a batch is
+    loaded, also inside a DataLoader worker or MONAI's transform wrapper, becomes a :class:`ConfigError`
+    ``"error: <file>, slice <i>: <problem>"``; any other exception is re-raised unchanged.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        """Handle ``engine``'s ``EXCEPTION_RAISED`` event."""
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self)
+
+    def __call__(self, engine: Engine, err: BaseException) -> None:
+        from pipeline.data.errors import data_error_message
+
+        message = data_error_message(err)
+        if message is None:
+            raise err
+        raise ConfigError(message) from None
 
 
 def init_distributed(backend: str | None = None) -> torch.device:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import h5py
@@ -24,7 +24,8 @@ def write_volume(
     Args:
         volume: ``(slices, Hr, Wr)`` magnitude, any float dtype (stored as float32).
         output_dir: folder for the files (created).
-        name: file name stem (the input file's name without ``.h5``).
+        name: output stem relative to ``output_dir``: the volume's identity without its suffix, e.g.
+            ``"test_000"`` or ``"knee/file1000001"`` (sub-folders are created).
         voxel_size_mm: ``(row, column, slice)`` spacing for the NIfTI affine.
 
     Returns:
@@ -34,7 +35,7 @@ def write_volume(
     import nibabel as nib
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim != 3:
         raise ValueError(f"a volume must be (slices, H, W), got shape {volume.shape}")
@@ -52,11 +53,26 @@ def write_volume(
     return {"h5": h5_path, "nifti": nifti_path, "png": png_path}
 
 
+def output_stem(volume: str) -> str:
+    """Where a volume's outputs go, relative to the output folder: its identity without the file suffix.
+
+    The identity is the input's path relative to the data root, so the input's folder structure is kept
+    and two inputs of the same name in different folders get two outputs; an absolute identity (a file
+    outside the data root) keeps its folders below the output folder.
+
+    >>> output_stem("knee/file1000001.h5"), output_stem("test_000.h5"), output_stem("/scratch/a/b.h5")
+    ('knee/file1000001', 'test_000', 'scratch/a/b')
+    """
+    path = PurePosixPath(volume)
+    return "/".join(part for part in path.with_name(path.stem).parts if part not in ("/", "..", "."))
+
+
 class VolumeWriter:
     """Collect predicted slices per volume and write each volume as soon as all its slices are in.
 
     Attach to a :class:`~pipeline.engines.ReconstructionEvaluator`. Memory stays bounded by the volumes in
-    flight, not the dataset.
+    flight, not the dataset. Volumes are told apart by ``Keys.VOLUME`` and written to
+    ``output_dir / output_stem(volume)`` (``.h5``, ``.nii.gz``, ``.png``), keeping the inputs' folders.
 
     Args:
         output_dir: folder for the outputs.
@@ -78,7 +94,7 @@ class VolumeWriter:
         out: dict[str, Any] = engine.state.output
         preds = out[self.output_key].detach().cpu().numpy()
         for i in range(preds.shape[0]):
-            name = Path(str(out[Keys.FILENAME][i])).stem
+            name = output_stem(str(out[Keys.VOLUME][i]))
             self._pending.setdefault(name, {})[int(out[Keys.SLICE][i])] = preds[i, 0]
             self._expected[name] = int(out[Keys.NUM_SLICES][i])
             if len(self._pending[name]) == self._expected[name]:

@@ -2,8 +2,9 @@
 
 Usable in a MONAI ``SupervisedEvaluator`` (``key_val_metric`` / ``additional_metrics``) or any Ignite
 engine. Correct under DDP: ``compute()`` gathers per-slice statistics from every rank with
-``ignite.distributed.all_gather`` and de-duplicates slices by ``(filename, slice)`` (a
-``DistributedSampler`` pads ranks by repeating samples).
+``ignite.distributed.all_gather`` and de-duplicates slices by ``(volume, slice)`` (a
+``DistributedSampler`` pads ranks by repeating samples). Volumes are keyed by ``Keys.VOLUME``, their path
+relative to the data root, so two files of the same name in different folders are two volumes.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from pipeline.metrics.functional import METRIC_NAMES, ssim_slices
 def volume_output_transform(
     pred_key: Hashable = Keys.PRED,
     target_key: Hashable = Keys.TARGET,
-    filename_key: Hashable = Keys.FILENAME,
+    volume_key: Hashable = Keys.VOLUME,
     slice_key: Hashable = Keys.SLICE,
     max_key: Hashable = Keys.MAX,
 ) -> Callable[[object], tuple]:
-    """Build an ``output_transform`` from an engine output to ``(pred, target, filenames, slices, maxval)``.
+    """Build an ``output_transform`` from an engine output to ``(pred, target, volumes, slices, maxval)``.
 
     Accepts a dict of batched values or a list of per-sample dicts (MONAI's decollated output).
     A missing ``max_key`` gives ``maxval = 0`` (use the target volume maximum).
@@ -42,7 +43,7 @@ def volume_output_transform(
             batched = pred.ndim == 4
             preds.append(pred if batched else pred[None])
             targets.append(target if batched else target[None])
-            name = item[filename_key]
+            name = item[volume_key]
             names.extend(list(name) if batched else [name])
             slices.extend(torch.as_tensor(item[slice_key]).reshape(-1).tolist())
             maxval = item.get(max_key, 0.0)
@@ -57,12 +58,12 @@ def aggregate_volumes(records: Sequence[tuple]) -> dict[str, dict[str, float]]:
     """Per-volume metrics from per-slice records.
 
     Args:
-        records: ``(filename, slice, sse, ss_gt, n_pixels, ssim, data_range)`` per slice: squared-error
+        records: ``(volume, slice, sse, ss_gt, n_pixels, ssim, data_range)`` per slice: squared-error
             sum, squared-reference sum, pixel count, slice SSIM and the volume data range. Duplicate
-            ``(filename, slice)`` records are counted once.
+            ``(volume, slice)`` records are counted once.
 
     Returns:
-        ``{filename: {"nmse", "psnr", "ssim"}}``.
+        ``{volume: {"nmse", "psnr", "ssim"}}``.
     """
     unique: dict[tuple[str, int], tuple] = {}
     for record in records:
@@ -90,9 +91,10 @@ def aggregate_volumes(records: Sequence[tuple]) -> dict[str, dict[str, float]]:
 class VolumeMetrics(Metric):
     """fastMRI volume metrics as one Ignite metric.
 
-    ``update((pred, target, filenames, slice_idx, maxval))`` with ``pred``/``target`` ``(B, 1, H, W)``
-    magnitudes in the same units, ``filenames`` ``(B,)`` str, ``slice_idx`` ``(B,)`` int and ``maxval``
-    ``(B,)`` the reference volume maximum (``<= 0``: use the maximum of the target slices seen).
+    ``update((pred, target, volumes, slice_idx, maxval))`` with ``pred``/``target`` ``(B, 1, H, W)``
+    magnitudes in the same units, ``volumes`` ``(B,)`` str (volume identities, ``Keys.VOLUME``),
+    ``slice_idx`` ``(B,)`` int and ``maxval`` ``(B,)`` the reference volume maximum (``<= 0``: use the
+    maximum of the target slices seen).
     ``compute()`` returns ``{"nmse", "psnr", "ssim"}`` averaged over volumes, or one float when
     ``metric`` is given (for ``key_val_metric``); :meth:`per_volume` gives the per-volume values.
 
@@ -123,8 +125,8 @@ class VolumeMetrics(Metric):
 
     @reinit__is_reduced
     def update(self, output: Sequence) -> None:
-        """Store one batch of slices (later duplicates of a ``(filename, slice)`` replace earlier ones)."""
-        pred, target, filenames, slices, maxvals = output
+        """Store one batch of slices (later duplicates of a ``(volume, slice)`` replace earlier ones)."""
+        pred, target, volumes, slices, maxvals = output
         pred = torch.as_tensor(pred).detach().to("cpu", torch.float32)
         target = torch.as_tensor(target).detach().to("cpu", torch.float32)
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 1:
@@ -133,10 +135,10 @@ class VolumeMetrics(Metric):
             )
         slices = torch.as_tensor(slices).reshape(-1).tolist()
         maxvals = torch.as_tensor(maxvals, dtype=torch.float64).reshape(-1).expand(pred.shape[0]).tolist()
-        if len(filenames) != pred.shape[0] or len(slices) != pred.shape[0]:
-            raise ValueError("filenames and slice_idx must have one entry per batch element")
+        if len(volumes) != pred.shape[0] or len(slices) != pred.shape[0]:
+            raise ValueError("volumes and slice_idx must have one entry per batch element")
         for b in range(pred.shape[0]):
-            key = (str(filenames[b]), int(slices[b]))
+            key = (str(volumes[b]), int(slices[b]))
             self._slices[key] = (pred[b, 0].numpy(), target[b, 0].numpy(), float(maxvals[b]))
 
     def compute(self) -> dict[str, float] | float:
@@ -165,7 +167,7 @@ class VolumeMetrics(Metric):
         return means if self.metric is None else means[self.metric]
 
     def per_volume(self) -> dict[str, dict[str, float]]:
-        """``{filename: {"nmse", "psnr", "ssim"}}`` from the last :meth:`compute`."""
+        """``{volume: {"nmse", "psnr", "ssim"}}`` from the last :meth:`compute`."""
         return dict(self._per_volume)
 
     @staticmethod

@@ -170,7 +170,7 @@ class ValidationLogger:
                 return
             self._rows.append(
                 {
-                    "title": f"{out[Keys.FILENAME][i]} slice {int(out[Keys.SLICE][i])}",
+                    "title": f"{out[Keys.VOLUME][i]} slice {int(out[Keys.SLICE][i])}",
                     "input": out["zero_filled"][i, 0].cpu() if "zero_filled" in out else None,
                     "recon": out[Keys.PRED][i, 0].cpu(),
                     "reference": out[Keys.TARGET][i, 0].cpu() if Keys.TARGET in out else None,

@@ -161,7 +161,7 @@ class RandKspaceMask(RandomizableTransform):
 
 
 class FixedKspaceMask(Transform):
-    """Deterministic mask seeded by ``stable_seed(f"{filename}:{slice_idx}")`` (validation / target data).
+    """Deterministic mask seeded by ``stable_seed(f"{volume}:{slice_idx}")`` (validation / target data).
 
     The same file and slice always get the same mask, across epochs, workers, processes and machines.
     Uses a private ``RandomState``; global RNG state is never touched.

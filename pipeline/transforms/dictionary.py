@@ -105,13 +105,14 @@ class RandKspaceMaskd(RandomizableTransform, MapTransform):
 
 
 class FixedKspaceMaskd(MapTransform):
-    """Dictionary twin of :class:`FixedKspaceMask`, seeded by ``f"{d[filename_key]}:{d[slice_key]}"``.
+    """Dictionary twin of :class:`FixedKspaceMask`, seeded by ``f"{d[volume_key]}:{d[slice_key]}"``.
 
     Args:
         keys: the k-space key, default ``Keys.KSPACE``.
         mask_type, center_fractions, accelerations: see :class:`FixedKspaceMask`.
         mask_key, num_low_frequencies_key, pe_range_key, overwrite: as in :class:`RandKspaceMaskd`.
-        filename_key, slice_key: keys of the seed's file name and slice index.
+        volume_key, slice_key: keys of the seed's volume identity (``Keys.VOLUME``: the path relative to
+            the data root, so equal file names in different folders get different masks) and slice index.
         allow_missing_keys: skip samples without ``keys``.
     """
 
@@ -124,7 +125,7 @@ class FixedKspaceMaskd(MapTransform):
         mask_key: Hashable = Keys.MASK,
         num_low_frequencies_key: Hashable = Keys.NUM_LOW_FREQUENCIES,
         pe_range_key: Hashable = Keys.PE_RANGE,
-        filename_key: Hashable = Keys.FILENAME,
+        volume_key: Hashable = Keys.VOLUME,
         slice_key: Hashable = Keys.SLICE,
         overwrite: bool = False,
         allow_missing_keys: bool = False,
@@ -132,10 +133,10 @@ class FixedKspaceMaskd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.masker = FixedKspaceMask(mask_type, center_fractions, accelerations)
         self.mask_key, self.num_low_frequencies_key, self.pe_range_key = mask_key, num_low_frequencies_key, pe_range_key
-        self.filename_key, self.slice_key, self.overwrite = filename_key, slice_key, overwrite
+        self.volume_key, self.slice_key, self.overwrite = volume_key, slice_key, overwrite
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        seed_text = f"{data.get(self.filename_key)}:{_optional_int(data, self.slice_key)}"
+        seed_text = f"{data.get(self.volume_key)}:{_optional_int(data, self.slice_key)}"
         return _write_mask(self, data, lambda kspace, pe_range: self.masker(kspace, seed_text, pe_range))
 
 

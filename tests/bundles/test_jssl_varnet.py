@@ -115,7 +115,7 @@ def test_inference_writes_every_format(trained, tiny_dataset, tmp_path):
            "--manifest", str(tiny_dataset), "--section", "target", "--ckpt_path", str(model),
            "--network_size", "tiny", "--output_dir", str(tmp_path), "--generate_demo_data", "False")
     # target training files: subsampled, no reference -- the real target situation
-    for name in ("target_000", "target_001"):
+    for name in ("target_train/target_000", "target_train/target_001"):  # the inputs' folders are kept
         with h5py.File(tmp_path / f"{name}.h5") as f:
             rec = f["reconstruction"]
             assert rec.dtype == np.float32 and rec.shape == (3, 64, 64)
@@ -267,3 +267,87 @@ def test_missing_checkpoint_stops_inference_with_one_line(tiny_dataset, tmp_path
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: checkpoint {tmp_path / 'none.pt'} does not exist: train the bundle first or set --ckpt_path"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# heterogeneous proxy collections (shape-bucketed batches), bad data met during a run
+
+
+def _mixed_manifest(tiny_dataset: Path, folder: Path, bad: str | None = None) -> Path:
+    """Proxy files of k-space shapes (4, 64, 48), (4, 64, 44), (6, 64, 48) in two sources (``knee/x.h5`` and
+    ``brain/x.h5`` share a file name), the tiny dataset's target and validation sections; ``bad`` adds a
+    (4, 64, 48) file whose every slice holds a NaN."""
+    rng = np.random.default_rng(0)
+    proxy = []
+    shapes = [("knee", "x.h5", 4, 48), ("knee", "y.h5", 4, 44), ("brain", "x.h5", 6, 48)]
+    if bad is not None:
+        shapes.append(("brain", bad, 4, 48))
+    for source, name, coils, width in shapes:
+        path = folder / source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kspace = (rng.standard_normal((4, coils, 64, width)) + 1j * rng.standard_normal((4, coils, 64, width)))
+        if name == bad:
+            kspace[:, 0, 0, 0] = np.nan
+        with h5py.File(path, "w") as f:
+            f["kspace"] = kspace.astype(np.complex64)
+            f["reconstruction_rss"] = rng.random((4, 32, 32)).astype(np.float32)
+        proxy.append({"file": str(path.relative_to(folder)), "source": source})
+    tiny = json.loads(tiny_dataset.read_text())
+    data = tiny_dataset.parent / "data"
+    content = {
+        "data_root": str(folder),
+        "proxy": proxy,
+        "target": [{"file": str(data / item["file"])} for item in tiny["target"]],
+        "validation": [{"file": str(data / item["file"])} for item in tiny["validation"]],
+    }
+    manifest = folder / "mixed.json"
+    manifest.write_text(json.dumps(content))
+    return manifest
+
+
+def test_mixed_shapes_train_with_batch_size_two(tiny_dataset, tmp_path):
+    """Three k-space shapes with --batch_size 2: every batch holds one shape; weights are logged; groups reported."""
+    manifest = _mixed_manifest(tiny_dataset, tmp_path / "data")
+    out = tmp_path / "out"
+    proc = bundle(*train_args(manifest, out, epoch_length=8, val_interval=8, num_workers=1,
+                              proxy_weights="{'knee': 1.0, 'brain': 2.0}"))
+    groups = next(line for line in proc.stdout.splitlines() if "section 'proxy': 3 file(s), 12 slices" in line)
+    for group in ("knee (4, 64, 48)", "knee (4, 64, 44)", "brain (6, 64, 48)"):
+        assert f"{group} recon 32x32: 4 slices" in groups
+    _, runs = _runs(out)
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["proxy_weights"] == "{'knee': 1.0, 'brain': 2.0}"
+    assert runs[0].data.params["skipped_files"] == "0"
+
+
+def test_bad_data_stops_a_raise_run_with_one_line_and_is_skipped_in_skip_mode(tiny_dataset, tmp_path):
+    manifest = _mixed_manifest(tiny_dataset, tmp_path / "data", bad="nan.h5")
+    bad = tmp_path / "data" / "brain" / "nan.h5"
+    # raise: the header is fine, so training starts; the first read of the file ends it with one line
+    proc = bundle(*train_args(manifest, tmp_path / "raise", mode="sl", epoch_length=8, val_interval=8,
+                              num_workers=1), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {bad}, slice ") and last.endswith(": NaN or Inf values in 'kspace'")
+    # skip: the start-up check reads the data, lists the file once, trains on the others and tells MLflow
+    out = tmp_path / "skip"
+    proc = bundle(*train_args(manifest, out, mode="sl", epoch_length=8, val_interval=8, on_bad_file="skip"))
+    assert (proc.stdout + proc.stderr).count("nan.h5, slice 0: NaN or Inf") == 1
+    assert (out / "skipped_files.txt").read_text() == f"{bad}, slice 0: NaN or Inf values in 'kspace'\n"
+    client, runs = _runs(out)
+    assert runs[0].info.status == "FINISHED" and runs[0].data.params["skipped_files"] == "1"
+    assert "skipped_files.txt" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+
+
+def test_mixed_shapes_two_process_gloo_ddp_training(tiny_dataset, tmp_path):
+    """The mixed-shape collection on 2 gloo ranks: equal steps per rank (no rank waits for another)."""
+    manifest = _mixed_manifest(tiny_dataset, tmp_path / "data")
+    args = train_args(manifest, tmp_path / "out", epoch_length=6, val_interval=6, checkpoint_interval=3)
+    args[2] = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu.json'}']"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run([*torchrun, "-m", "monai.bundle", *args], cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert (tmp_path / "out" / "checkpoints" / "checkpoint_iteration=6.pt").is_file()
+    _, runs = _runs(tmp_path / "out")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"

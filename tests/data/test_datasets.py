@@ -13,7 +13,7 @@ import torch
 from monai.data import DataLoader
 
 from pipeline.data.datasets import SliceDataset, expand_slices
-from pipeline.data.errors import DataError
+from pipeline.data.errors import DataError, data_error_message
 from pipeline.data.manifests import load_manifest
 from pipeline.keys import Keys
 
@@ -77,3 +77,43 @@ def test_slice_dataset_in_dataloader_workers(tiny_dataset):
     batch = next(iter(DataLoader(ds, batch_size=2, num_workers=1)))
     assert batch[Keys.KSPACE].shape == (2, 4, 128, 72, 2) and batch[Keys.TARGET].shape == (2, 1, 64, 64)
     assert batch[Keys.MASK].dtype == torch.bool and batch["extra"].tolist() == [1, 1]
+
+
+def test_skip_mode_reads_the_data_once_and_skips_bad_data(items, tmp_path):
+    """A NaN inside a slice or a volume that is zero everywhere is found at start-up in skip mode, not mid-run."""
+    nan = np.ones((3, 2, 8, 6), np.complex64)
+    nan[2, 1, 4, 4] = np.nan
+    bad = [_write(tmp_path / "nan.h5", nan), _write(tmp_path / "zero.h5", np.zeros((2, 2, 8, 6), np.complex64))]
+    assert len(expand_slices(items + bad)) == 5 + 3 + 2  # raise mode checks headers only
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = expand_slices(items + bad, on_error="skip")
+        again = expand_slices(items + bad, on_error="skip")  # listed once per process
+    assert len(out) == len(again) == 5
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and "2 bad file(s)" in messages[0]
+    assert "nan.h5, slice 2: NaN or Inf values in 'kspace'" in messages[0] and "zero.h5: k-space is zero" in messages[0]
+
+
+def test_loader_errors_are_data_errors_not_monai_runtime_errors(tmp_path):
+    nan = np.ones((2, 2, 8, 6), np.complex64)
+    nan[1, 0, 0, 0] = np.nan
+    ds = SliceDataset([_write(tmp_path / "late_nan.h5", nan)], transform=lambda d: d)
+    ds[0]
+    with pytest.raises(DataError, match=r"late_nan\.h5, slice 1: NaN or Inf"):
+        ds[1]
+    with pytest.raises(DataError) as err:  # also from a DataLoader worker
+        list(DataLoader(ds, batch_size=1, num_workers=1))
+    assert str(err.value) == f"{tmp_path / 'late_nan.h5'}, slice 1: NaN or Inf values in 'kspace'"
+    assert (err.value.file, err.value.slice_idx) == (str(tmp_path / "late_nan.h5"), 1)
+    assert data_error_message(RuntimeError("applying transform")) is None
+
+
+def test_items_carry_volume_source_and_batch_key(items):
+    out = expand_slices([{**items[0], "volume": "knee/v0.h5", "source": "knee"}, items[1]])
+    assert out[0]["volume"] == "knee/v0.h5" and out[0]["source"] == "knee"
+    assert out[-1]["volume"] == "v1.h5" and out[-1]["source"] == "proxy"
+    assert out[0]["batch_key"] == [2, 8, 6, 6, 6, False, False]
+    ds = SliceDataset([{**items[0], "volume": "knee/v0.h5", "source": "knee"}])
+    assert ds.sources == ["knee"] * 3 and ds.batch_keys == [(2, 8, 6, 6, 6, False, False)] * 3
+    assert ds[0][Keys.VOLUME] == "knee/v0.h5" and ds[0][Keys.FILENAME] == "v0.h5"

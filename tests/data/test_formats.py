@@ -95,7 +95,9 @@ def test_file_claimed_by_two_formats(tmp_path: Path, register):
 
 
 def test_registry_names():
-    assert READERS == ("auto", *FORMATS) == ("auto", "fastmri", "cc359")
+    assert READERS == ("auto", *FORMATS) == (
+        "auto", "fastmri", "cc359", "fastmri_prostate_t2", "cmrxrecon", "cmrxrecon_crop", "mrd"
+    )
     for name in ("auto", "fastmri"):
         fmt = Toy()
         fmt.name = name

@@ -41,8 +41,8 @@ def layout(tmp_path: Path) -> Path:
 def test_load_with_relative_data_root(layout, tmp_path):
     items = load_manifest(layout, "proxy")
     assert items == [
-        {"file": str(tmp_path / "data/proxy/a.h5"), "domain": "proxy"},
-        {"file": str(tmp_path / "data/proxy/b.h5"), "slices": [1, 3], "domain": "proxy"},
+        {"file": str(tmp_path / "data/proxy/a.h5"), "domain": "proxy", "volume": "proxy/a.h5"},
+        {"file": str(tmp_path / "data/proxy/b.h5"), "slices": [1, 3], "domain": "proxy", "volume": "proxy/b.h5"},
     ]
     # the same file loads with MONAI's own datalist loader
     monai_items = load_decathlon_datalist(
@@ -99,3 +99,39 @@ def test_committed_demo_manifest_format():
     for section in SECTIONS:
         items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=section, base_dir=REPO / "data/demo")
         assert items and all(set(i) == {"file"} for i in items)
+
+
+def test_volume_source_and_format_fields(tmp_path):
+    """Names that also name a folder under the root stay names (MONAI's loader would make them paths)."""
+    for rel in ("data/knee/file1.h5", "data/brain/file1.h5", "data/cc359/x.h5"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    manifest = _manifest(
+        tmp_path,
+        {
+            "data_root": "../data",
+            "formats": {"target": "cc359"},
+            "proxy": [
+                {"file": "knee/file1.h5", "source": "knee"},
+                {"file": "brain/file1.h5", "source": "brain", "format": "fastmri"},
+            ],
+            "target": [{"file": "cc359/x.h5"}],
+        },
+    )
+    proxy = load_manifest(manifest, "proxy")
+    assert [(i["volume"], i["source"], i.get("format")) for i in proxy] == [
+        ("knee/file1.h5", "knee", None), ("brain/file1.h5", "brain", "fastmri")
+    ]
+    assert load_manifest(manifest, "target")[0]["format"] == "cc359"
+    content = json.loads(manifest.read_text())
+    content["proxy"][0]["format"] = "dicom"
+    manifest.write_text(json.dumps(content))
+    with pytest.raises(DataError, match=r"m\.json: item 0 of section 'proxy': unknown format 'dicom'"):
+        load_manifest(manifest, "proxy")
+
+
+def test_directory_entries_are_named(layout, tmp_path):
+    (tmp_path / "data/proxy/b.h5").unlink()
+    (tmp_path / "data/proxy/b.h5").mkdir()
+    with pytest.raises(DataError, match=r"1 entries of section 'proxy' are directories, expected k-space .*b\.h5"):
+        load_manifest(layout, "proxy")

@@ -78,3 +78,19 @@ def test_distributed_sampler_is_reshuffled_on_every_pass():
     batches = list(InterleavedLoader({"sl": loader}, mode="sl", epoch_length=3))
     assert sampler.epoch == 2
     assert not all(torch.equal(batches[0]["x"], b["x"]) for b in batches[1:])
+
+
+def test_batch_sampler_gets_a_new_epoch_per_pass():
+    """A shape-bucketed batch sampler is reshuffled on every restart, like a distributed sampler."""
+    from pipeline.data.samplers import ShapeBatchSampler
+
+    class Data(list):
+        batch_keys = [(4, 8, 8)] * 4 + [(6, 8, 8)] * 2
+        sources = ["proxy"] * 6
+
+    data = Data({"x": torch.full((1,), float(i))} for i in range(6))
+    sampler = ShapeBatchSampler(data, batch_size=2, num_replicas=1, rank=0)
+    loader = InterleavedLoader({"sl": DataLoader(data, batch_sampler=sampler), "ssl": None}, mode="sl", epoch_length=7)
+    batches = [tuple(b["x"].flatten().tolist()) for b in loader]
+    assert sampler.epoch == 2 and len(batches) == 7
+    assert all(len({v < 4 for v in batch}) == 1 for batch in batches)  # one shape group per batch

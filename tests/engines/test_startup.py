@@ -1,11 +1,12 @@
 import json
+import logging
 import shutil
 
 import h5py
 import pytest
 
 from pipeline.engines.modes import branch_sections
-from pipeline.engines.startup import ConfigError, preflight
+from pipeline.engines.startup import ConfigError, preflight, skipped_files
 
 
 def _copy_dataset(tiny_dataset, tmp_path):
@@ -83,3 +84,57 @@ def test_preflight_names_a_corrupt_file(tiny_dataset, tmp_path):
 def test_preflight_refuses_a_tracking_uri_that_cannot_open(tiny_dataset):
     with pytest.raises(ConfigError, match="--tracking_uri"):
         preflight("sl", tiny_dataset, tracking_uri="sqlite:////etc/hostname/mlruns.db")
+
+
+def test_preflight_reports_shape_groups_and_skips_bad_data(tiny_dataset, tmp_path, caplog):
+    """Skip mode reads the data once: a NaN inside a slice is listed at start-up and written for the tracker."""
+    manifest, root = _copy_dataset(tiny_dataset, tmp_path)
+    bad = root / "proxy" / "proxy_001.h5"
+    with h5py.File(bad, "a") as f:
+        kspace = f["kspace"][2]
+        kspace[0, 5, 5] = float("nan")
+        f["kspace"][2] = kspace
+    preflight("sl", manifest, batch_size=2)  # raise mode checks headers only: the NaN is found when read
+    with caplog.at_level(logging.INFO, logger="pipeline.engines.startup"):
+        with pytest.warns(UserWarning, match=r"skipped 1 bad file\(s\):\n  .*proxy_001\.h5, slice 2: NaN"):
+            preflight("sl", manifest, on_bad_file="skip", output_dir=tmp_path / "out", batch_size=2)
+    assert skipped_files(tmp_path / "out") == [f"{bad}, slice 2: NaN or Inf values in 'kspace'"]
+    groups = [r.message for r in caplog.records if r.message.startswith("section 'proxy'")]
+    assert groups == [
+        "section 'proxy': 1 file(s), 3 slices, 1 skipped; shape groups: proxy (4, 128, 72) recon 64x64: 3 slices"
+    ]
+    preflight("sl", manifest, on_bad_file="skip", output_dir=tmp_path / "out")  # cached, and no second warning
+    preflight("sl", tiny_dataset, output_dir=tmp_path / "clean")
+    assert skipped_files(tmp_path / "clean") == [] and (tmp_path / "clean" / "skipped_files.txt").is_file()
+
+
+def test_preflight_checks_proxy_weights_and_batches(tiny_dataset, tmp_path):
+    manifest, _ = _copy_dataset(tiny_dataset, tmp_path)
+    content = json.loads(manifest.read_text())
+    content["proxy"] = [{**item, "source": name} for item, name in zip(content["proxy"], ("knee", "brain"))]
+    manifest.write_text(json.dumps(content))
+    preflight("sl", manifest, proxy_weights={"knee": 1, "brain": 2}, batch_size=2)
+    with pytest.raises(ConfigError, match=r"--proxy_weights for section 'proxy': .*missing \['brain'\]"):
+        preflight("sl", manifest, proxy_weights={"knee": 1}, batch_size=2)
+    with pytest.raises(ConfigError, match=r"--batch_size for section 'proxy': no shape group holds a complete batch"):
+        preflight("sl", manifest, batch_size=4)
+
+
+def test_a_data_error_during_a_run_exits_with_one_line(tmp_path):
+    from ignite.engine import Engine
+
+    from pipeline.data.errors import DataError
+    from pipeline.engines.startup import DataErrorExit
+
+    def step(engine, batch):
+        raise RuntimeError("applying transform") from DataError(tmp_path / "a.h5", "NaN or Inf values in 'kspace'", 4)
+
+    engine = Engine(step)
+    DataErrorExit().attach(engine)
+    with pytest.raises(ConfigError) as err:
+        engine.run([0], max_epochs=1)
+    assert str(err.value) == f"error: {tmp_path / 'a.h5'}, slice 4: NaN or Inf values in 'kspace'"
+    other = Engine(lambda e, b: 1 / 0)
+    DataErrorExit().attach(other)
+    with pytest.raises(ZeroDivisionError):
+        other.run([0], max_epochs=1)

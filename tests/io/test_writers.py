@@ -29,7 +29,7 @@ def test_volume_writer_assembles_slices_out_of_order(tmp_path):
         name, s = item
         return {
             Keys.PRED: torch.full((1, 1, 4, 4), truth[(name, s)]),
-            Keys.FILENAME: [name],
+            Keys.VOLUME: [name],
             Keys.SLICE: torch.tensor([s]),
             Keys.NUM_SLICES: torch.tensor([2 if name == "a.h5" else 1]),
         }
@@ -41,3 +41,28 @@ def test_volume_writer_assembles_slices_out_of_order(tmp_path):
     assert set(writer.written) == {"a", "b"}
     with h5py.File(tmp_path / "a.h5") as f:
         np.testing.assert_array_equal(f["reconstruction"][:, 0, 0], [1.0, 2.0])
+
+
+def test_same_file_name_in_two_folders_gives_two_outputs(tmp_path):
+    """Volumes are keyed by their path relative to the data root; outputs keep the folders."""
+    items = [("knee/file1.h5", 0, 1.0), ("brain/file1.h5", 0, 5.0)]
+
+    def step(engine, item):
+        volume, s, value = item
+        return {
+            Keys.PRED: torch.full((1, 1, 4, 4), value),
+            Keys.VOLUME: [volume],
+            Keys.FILENAME: ["file1.h5"],
+            Keys.SLICE: torch.tensor([s]),
+            Keys.NUM_SLICES: torch.tensor([1]),
+        }
+
+    engine = Engine(step)
+    writer = VolumeWriter(tmp_path)
+    writer.attach(engine)
+    engine.run(items, max_epochs=1)
+    assert set(writer.written) == {"knee/file1", "brain/file1"}
+    for folder, value in (("knee", 1.0), ("brain", 5.0)):
+        with h5py.File(tmp_path / folder / "file1.h5") as f:
+            assert f["reconstruction"][0, 0, 0] == value
+        assert (tmp_path / folder / "file1.nii.gz").is_file() and (tmp_path / folder / "file1.png").is_file()

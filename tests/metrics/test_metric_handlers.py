@@ -67,7 +67,7 @@ def test_in_ignite_engine_with_decollated_dict_output(make_volume):
     volumes = _volumes(make_volume)
     samples = []
     for pred, target, names, slices, maxvals in _batches(volumes, batch_size=1):
-        samples.append({Keys.PRED: pred[0], Keys.TARGET: target[0], Keys.FILENAME: names[0],
+        samples.append({Keys.PRED: pred[0], Keys.TARGET: target[0], Keys.VOLUME: names[0],
                         Keys.SLICE: int(slices[0]), Keys.MAX: float(maxvals[0])})
 
     def step(engine, batch):
@@ -89,3 +89,18 @@ def test_errors():
         VolumeMetrics().compute()
     with pytest.raises(ValueError, match="B, 1, H, W"):
         VolumeMetrics().update((torch.zeros(2, 8, 8), torch.zeros(2, 8, 8), ["a", "a"], [0, 1], [1.0, 1.0]))
+
+
+def test_same_file_name_in_two_folders_is_two_volumes(make_volume):
+    """Volume identity is the path relative to the data root: knee/x.h5 and brain/x.h5 are scored apart."""
+    gt_a, pred_a = make_volume(3, 40, 36, seed=1)
+    gt_b, pred_b = make_volume(3, 40, 36, seed=2)
+    volumes = {"knee/file1.h5": (gt_a, pred_a), "brain/file1.h5": (gt_b, pred_b)}
+    metric = VolumeMetrics()
+    for batch in _batches(volumes):
+        metric.update(batch)
+    metric.compute()
+    per_volume = metric.per_volume()
+    assert set(per_volume) == set(volumes)
+    for name, (gt, pred) in volumes.items():
+        assert per_volume[name]["ssim"] == pytest.approx(volume_metrics(gt, pred)["ssim"], rel=1e-6)

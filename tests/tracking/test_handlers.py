@@ -27,7 +27,7 @@ def _evaluator() -> Engine:
     def step(engine, batch):
         image = torch.rand(2, 1, 8, 8)
         return {Keys.PRED: image, Keys.TARGET: image + 0.1, "zero_filled": image * 0.5,
-                Keys.FILENAME: ["vol_a.h5", "vol_a.h5"], Keys.SLICE: torch.tensor([2 * batch, 2 * batch + 1])}
+                Keys.VOLUME: ["vol_a.h5", "vol_a.h5"], Keys.SLICE: torch.tensor([2 * batch, 2 * batch + 1])}
 
     evaluator = Engine(step)
     evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_ssim=0.75, val_psnr=30))

@@ -167,7 +167,7 @@ def test_mask_spec_errors():
 def _sample(h=24, w=37):
     return {
         Keys.KSPACE: torch.randn(3, h, w, 2),
-        Keys.FILENAME: "vol.h5",
+        Keys.VOLUME: "vol.h5",
         Keys.SLICE: 5,
         Keys.PE_RANGE: torch.tensor([2, w - 2]),
     }
@@ -182,6 +182,14 @@ def test_mask_dict_twins_agree_with_arrays():
     rand_a = RandKspaceMask("gaussian1d")
     rand_a.set_random_state(3)
     assert torch.equal(rand_d(d)[Keys.MASK], rand_a(d[Keys.KSPACE], d[Keys.PE_RANGE])[0])
+
+
+def test_fixed_mask_seed_is_the_volume_identity():
+    """Same file name in two folders: two volumes, two masks; the same volume always gets the same mask."""
+    masker = FixedKspaceMaskd(mask_type="random", accelerations=[4])
+    knee, brain = ({**_sample(), Keys.VOLUME: f"{folder}/file1.h5"} for folder in ("knee", "brain"))
+    assert not torch.equal(masker(knee)[Keys.MASK], masker(brain)[Keys.MASK])
+    assert torch.equal(masker(knee)[Keys.MASK], masker(dict(knee))[Keys.MASK])
 
 
 @pytest.mark.parametrize("twin", [lambda: RandKspaceMaskd(), lambda: FixedKspaceMaskd()])

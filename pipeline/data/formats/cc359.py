@@ -1,5 +1,7 @@
 """The Calgary-Campinas CC-359 layout (``reader="cc359"``).
 
+Source: the Calgary-Campinas public brain MR dataset, multi-coil raw data (https://sites.google.com/view/calgary-campinas-dataset).
+
 ``kspace`` float ``(S, H, W, 2 C)`` with real and imaginary parts interleaved on the last axis,
 readout already in image space, stored for a plain (non-centred) ``ifft2``; no other datasets. It is
 converted to the fastMRI convention: centred k-space ``kc = k_raw * (-1) ** (ky + kz) / sqrt(H * W)``,

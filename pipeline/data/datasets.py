@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from monai.data import Dataset
-from monai.transforms import apply_transform
+from monai.transforms import Randomizable, apply_transform
 
 from pipeline.data.cache import HeaderCache, default_cache_path
 from pipeline.data.errors import DataError
 from pipeline.data.formats import VolumeInfo, check_reader
+from pipeline.seeds import stable_seed
 from pipeline.data.readers import LoadSliced, check_volume_data, inspect_volume
 
 __all__ = ["Scan", "SliceDataset", "expand_slices", "manifest_dataset", "scan_items"]
@@ -192,12 +193,19 @@ class SliceDataset(Dataset):
         on_error: ``"raise"`` or ``"skip"`` (see :func:`scan_items`).
         reader: ``"auto"`` or a registered format name (an item's ``format`` wins).
         cache: header cache for the start-up checks (default: in memory only).
+        seed: if given, the random transforms of slice ``i`` in pass ``epoch`` (:meth:`set_epoch`) draw from
+            a generator seeded by ``stable_seed(f"{seed}:{epoch}:{i}")``: what a sample gets depends only on
+            which sample it is, not on the process, worker or order that made it, so a resumed run redraws
+            exactly the masks and SSDU splits of an uninterrupted one. ``None``: MONAI's usual per-worker
+            random state.
 
     Each element is the sample dict of :class:`pipeline.data.readers.LoadSlice` (then ``transform``). A
     :class:`DataError` of the loader reaches the caller as itself, not wrapped in MONAI's transform
     ``RuntimeError``. ``self.data`` holds the per-slice items; :attr:`batch_keys` and :attr:`sources` feed
     :class:`pipeline.data.samplers.ShapeBatchSampler`.
     """
+
+    epoch = 0
 
     def __init__(
         self,
@@ -206,8 +214,10 @@ class SliceDataset(Dataset):
         on_error: str = "raise",
         reader: str = "auto",
         cache: HeaderCache | None = None,
+        seed: int | None = None,
     ) -> None:
         self.loader = LoadSliced(reader=reader)
+        self.seed = None if seed is None else int(seed)
         super().__init__(data=expand_slices(items, on_error=on_error, reader=reader, cache=cache), transform=transform)
 
     @property
@@ -220,7 +230,13 @@ class SliceDataset(Dataset):
         """Per slice: the sub-collection it belongs to (manifest ``source``, default the domain)."""
         return [item["source"] for item in self.data]
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the random transforms of pass ``epoch`` (with ``seed``; set before a loader's workers start)."""
+        self.epoch = int(epoch)
+
     def _transform(self, index: int) -> Any:
+        if self.seed is not None and isinstance(self.transform, Randomizable):
+            self.transform.set_random_state(seed=stable_seed(f"{self.seed}:{self.epoch}:{index}"))
         sample = self.loader(self.data[index])
         return sample if self.transform is None else apply_transform(self.transform, sample)
 
@@ -232,6 +248,7 @@ def manifest_dataset(
     data_root: str | os.PathLike | None = None,
     on_error: str = "raise",
     reader: str = "auto",
+    seed: int | None = None,
 ) -> SliceDataset:
     """A :class:`SliceDataset` over one section of a manifest (what bundle configs instantiate).
 
@@ -242,4 +259,4 @@ def manifest_dataset(
 
     items = load_manifest(manifest, section, data_root, check_files=on_error == "raise")
     cache = HeaderCache(default_cache_path(manifest))
-    return SliceDataset(items, transform, on_error=on_error, reader=reader, cache=cache)
+    return SliceDataset(items, transform, on_error=on_error, reader=reader, cache=cache, seed=seed)

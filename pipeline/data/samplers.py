@@ -111,6 +111,7 @@ class ShapeBatchSampler(Sampler[list[int]]):
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.batch_size, self.shuffle, self.drop_last, self.seed = int(batch_size), shuffle, drop_last, int(seed)
         self.epoch = 0
+        self.start = 0
         groups: dict[tuple[str, Hashable], list[int]] = {}
         for index, (key, source) in enumerate(zip(keys, sources)):
             groups.setdefault((source, tuple(key)), []).append(index)
@@ -148,6 +149,12 @@ class ShapeBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Use the order of pass ``epoch`` (same on every rank)."""
         self.epoch = int(epoch)
+
+    def skip(self, batches: int) -> None:
+        """Start the next pass at its ``batches``-th batch (a resumed run: nothing is loaded to get there)."""
+        if not 0 <= int(batches) <= len(self):
+            raise ValueError(f"cannot skip {batches} of the {len(self)} batches of a pass")
+        self.start = int(batches)
 
     def __len__(self) -> int:
         return self.per_rank
@@ -192,4 +199,5 @@ class ShapeBatchSampler(Sampler[list[int]]):
         batches = self._epoch()
         padded = self.per_rank * self.num_replicas
         batches = (batches * (padded // len(batches) + 1))[:padded]
-        yield from batches[self.rank :: self.num_replicas]
+        start, self.start = self.start, 0
+        yield from batches[self.rank :: self.num_replicas][start:]

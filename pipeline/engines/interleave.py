@@ -83,24 +83,58 @@ class InterleavedLoader:
         self.epoch_length = int(epoch_length) if epoch_length else sum(len(self.loaders[n]) for n in needed)  # type: ignore[arg-type]
         self._iterators: dict[str, Iterator] = {}
         self._passes = dict.fromkeys(needed, 0)
+        self._consumed = dict.fromkeys(needed, 0)  # batches of the current pass handed out
         self._position = 0
 
     def __len__(self) -> int:
         return self.epoch_length
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the schedule and every branch's pass stand (checkpointed with the trainer)."""
+        return {"position": self._position, "passes": dict(self._passes), "consumed": dict(self._consumed)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue exactly where :meth:`state_dict` was taken: same pass, same next batch, same draws."""
+        self._position = int(state["position"])
+        self._passes.update({name: int(v) for name, v in state["passes"].items() if name in self._passes})
+        self._consumed.update({name: int(v) for name, v in state["consumed"].items() if name in self._consumed})
+        self._iterators.clear()
+
+    def _start_pass(self, name: str) -> Iterator:
+        """A fresh iterator over ``name``'s loader for its current pass, positioned after the consumed batches.
+
+        The pass number reaches every sampler and dataset that takes one (``set_epoch``), so orders and
+        per-sample random draws are those of that pass. A resumed pass skips its consumed batches through the
+        batch sampler's ``skip`` when it has one (nothing is loaded), else by drawing and dropping them.
+        """
+        loader = self.loaders[name]
+        epoch, consumed = self._passes[name], self._consumed[name]
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for part in (batch_sampler, getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+        skipper = getattr(batch_sampler, "skip", None)
+        if consumed and skipper is not None:
+            skipper(consumed)
+        iterator = iter(loader)
+        if consumed and skipper is None:
+            for _ in range(consumed):
+                next(iterator)
+        return iterator
+
     def _next_batch(self, name: str) -> Any:
         while True:
             if name not in self._iterators:
-                loader = self.loaders[name]
-                for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
-                    if hasattr(sampler, "set_epoch"):
-                        sampler.set_epoch(self._passes[name])
-                self._iterators[name] = iter(loader)
+                self._iterators[name] = self._start_pass(name)
             try:
-                return next(self._iterators[name])
+                batch = next(self._iterators[name])
             except StopIteration:
                 del self._iterators[name]
                 self._passes[name] += 1
+                self._consumed[name] = 0
+                continue
+            self._consumed[name] += 1
+            return batch
 
     def __iter__(self) -> Iterator[dict]:
         for _ in range(self.epoch_length):

@@ -30,7 +30,7 @@ from pipeline.transforms.dictionary import (
     SenseCombined,
     ZeroFilledd,
 )
-from pipeline.transforms.masks import MASK_TYPES, generate_mask, stable_seed
+from pipeline.transforms.masks import MASK_TYPES, generate_mask
 from pipeline.transforms.sensitivity import acs_sensitivity_maps, espirit_maps
 from pipeline.transforms.ssdu import ssdu_split
 
@@ -60,6 +60,5 @@ __all__ = [
     "denormalize",
     "espirit_maps",
     "generate_mask",
-    "stable_seed",
     "ssdu_split",
 ]

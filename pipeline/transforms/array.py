@@ -13,7 +13,8 @@ import torch
 from monai.transforms import RandomizableTransform, Transform
 
 from pipeline.physics import acs_block, center_crop, complex_abs, fft2c, ifft2c, rss_image, sense_reduce
-from pipeline.transforms.masks import COLUMN_MASK_TYPES, MASK_TYPES, generate_mask, stable_seed
+from pipeline.seeds import stable_seed
+from pipeline.transforms.masks import COLUMN_MASK_TYPES, MASK_TYPES, generate_mask
 from pipeline.transforms.sensitivity import acs_sensitivity_maps, espirit_maps
 from pipeline.transforms.ssdu import SELECTIONS, check_q, ssdu_split
 

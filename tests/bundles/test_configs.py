@@ -45,6 +45,15 @@ def test_overlays_are_short_and_share_the_preprocessing_chain():
     assert parser["model"]["network"] == "$@network_def.to(@device)"
 
 
+def test_handler_order_logs_before_checkpointing_and_exports_before_the_run_ends():
+    """A kill between a checkpoint and the tracker's log of that step would lose the step from MLflow."""
+    train = json.loads((CONFIGS / "train.json").read_text())
+    names = [h["_target_"] if isinstance(h, dict) else h for h in train["trainer"]["train_handlers"]]
+    assert names.index("@tracker") < names.index("pipeline.handlers.AtomicCheckpointSaver")
+    assert names.index("pipeline.handlers.ExportBundleWeights") < names.index("@tracker")  # model.pt is logged
+    assert train["checkpoint_state"]["train_loader"] == "@train_loader"
+
+
 def test_checkpoint_state_is_one_item_and_rank0_flags_live_in_the_multi_gpu_overlay():
     train = json.loads((CONFIGS / "train.json").read_text())
     handlers = {h["_target_"] if isinstance(h, dict) else h: h for h in train["trainer"]["train_handlers"]}

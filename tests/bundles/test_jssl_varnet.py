@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -210,34 +211,55 @@ def test_empty_data_root_is_named(tiny_dataset, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].endswith(f"data root {empty} contains no files")
 
 
-def test_kill_and_resume_continues_the_same_run(tiny_dataset, tmp_path):
-    """SIGKILL a training process after its first checkpoint; the same command finishes the same run."""
-    args = train_args(tiny_dataset, tmp_path, epoch_length=6, max_epochs=2, val_interval=6, checkpoint_interval=2)
-    cmd = [sys.executable, "-m", "monai.bundle", *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    ckpt_dir = tmp_path / "checkpoints"
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(ckpt_dir.glob("checkpoint_iteration=*.pt")):
-        assert proc.poll() is None, "training ended before it could be killed"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = sorted(int(p.stem.split("=")[1]) for p in ckpt_dir.glob("checkpoint_iteration=*.pt"))[-1]
-    assert killed_at < 12, "the run finished before the kill"
-    _, runs = _runs(tmp_path)
-    assert len(runs) == 1 and runs[0].info.status == "RUNNING"
+def _metric_series(out: Path) -> tuple[str, dict[str, dict[int, float]]]:
+    """The run's id and every metric as ``{step: last value}`` (a resumed run re-logs the redone steps)."""
+    client, runs = _runs(out)
+    assert len(runs) == 1
     run_id = runs[0].info.run_id
+    series = {}
+    for key in runs[0].data.metrics:
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+        series[key] = {m.step: m.value for m in history}
+    return run_id, series
 
-    bundle(*args)
-    client, runs = _runs(tmp_path)
-    assert [r.info.run_id for r in runs] == [run_id]
-    assert runs[0].info.status == "FINISHED"
-    assert sorted(p.name for p in ckpt_dir.glob("checkpoint_iteration=*.pt")) == ["checkpoint_iteration=12.pt"]
-    state = torch.load(ckpt_dir / "checkpoint_iteration=12.pt", weights_only=True)
-    assert state["trainer"]["iteration"] == 12 and state["trainer"]["max_epochs"] == 2
-    steps = sorted({m.step for m in client.get_metric_history(run_id, "loss")})
-    assert steps[-1] == 12 and set(range(killed_at + 1, 13)) <= set(steps)
+
+def test_kill_9_at_random_iterations_then_resume_is_exact(tiny_dataset, tmp_path):
+    """Three SIGKILLs at random iterations: the resumed run sees the same batches, masks and SSDU splits as an
+    uninterrupted one, so its final weights and its MLflow metric series are the same."""
+    overrides = dict(epoch_length=8, max_epochs=2, val_interval=8, checkpoint_interval=1, num_workers=1)
+    bundle(*train_args(tiny_dataset, tmp_path / "straight", **overrides))
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "monai.bundle", *train_args(tiny_dataset, out, **overrides)]
+    ckpt_dir = out / "checkpoints"
+    kills = sorted(random.Random(0).sample(range(2, 15), 3))
+    for kill_after in kills:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and not any(
+            int(p.stem.split("=")[1]) >= kill_after for p in ckpt_dir.glob("checkpoint_iteration=*.pt")
+        ):
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    newest = max(int(p.stem.split("=")[1]) for p in ckpt_dir.glob("checkpoint_iteration=*.pt"))
+    assert newest < 16, "the run finished before the last kill"
+    bundle(*cmd[3:])
+
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "checkpoint_iteration=16.pt", weights_only=True)
+    resumed = torch.load(ckpt_dir / "checkpoint_iteration=16.pt", weights_only=True)
+    assert resumed["trainer"]["iteration"] == 16 and resumed["train_loader"] == straight["train_loader"]
+    for name, value in straight["network"].items():
+        torch.testing.assert_close(resumed["network"][name], value, rtol=0, atol=0, msg=name)
+    run_a, series_a = _metric_series(tmp_path / "straight")
+    run_b, series_b = _metric_series(out)
+    assert set(series_a) == set(series_b) and {"loss", "loss_sl", "loss_ssl", "val_ssim"} <= set(series_a)
+    for key, values in series_a.items():
+        assert series_b[key] == pytest.approx(values, rel=0, abs=0), key
+    client, runs = _runs(out)
+    assert runs[0].info.status == "FINISHED" and json.loads((out / "tracking_run.json").read_text())["run_id"] == run_b
 
 
 def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path):

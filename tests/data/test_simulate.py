@@ -17,7 +17,8 @@ from pipeline.data.readers import LoadSlice
 from pipeline.data.simulate import PRESETS, build_manifest, ensure_dataset, generate, main
 from pipeline.keys import Keys
 from pipeline.physics import center_crop, ifft2c, rss, to_tensor
-from pipeline.transforms.masks import equispaced_column_mask, stable_seed
+from pipeline.seeds import stable_seed
+from pipeline.transforms.masks import equispaced_column_mask
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -95,6 +95,7 @@ def test_preflight_reports_shape_groups_and_skips_bad_data(tiny_dataset, tmp_pat
         kspace[0, 5, 5] = float("nan")
         f["kspace"][2] = kspace
     preflight("sl", manifest, batch_size=2)  # raise mode checks headers only: the NaN is found when read
+    caplog.clear()  # the raise-mode check above may already have logged (when another test set INFO)
     with caplog.at_level(logging.INFO, logger="pipeline.engines.startup"):
         with pytest.warns(UserWarning, match=r"skipped 1 bad file\(s\):\n  .*proxy_001\.h5, slice 2: NaN"):
             preflight("sl", manifest, on_bad_file="skip", output_dir=tmp_path / "out", batch_size=2)

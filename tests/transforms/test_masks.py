@@ -8,6 +8,7 @@ import torch
 
 from pipeline.keys import Keys
 from pipeline.physics import acs_start
+from pipeline.seeds import stable_seed
 from pipeline.transforms import FixedKspaceMask, FixedKspaceMaskd, RandKspaceMask, RandKspaceMaskd
 from pipeline.transforms.masks import (
     MASK_TYPES,
@@ -17,7 +18,6 @@ from pipeline.transforms.masks import (
     generate_mask,
     random_column_mask,
     resolve_pe_range,
-    stable_seed,
     weighted_choice,
 )
 

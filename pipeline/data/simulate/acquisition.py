@@ -14,7 +14,7 @@ Per volume (``S`` slices, ``C`` coils, recon size ``R``, stored k-space ``(H, W)
 6. for target-domain volumes, ONE fastMRI equispaced column mask per slice
    (:func:`pipeline.transforms.masks.equispaced_column_mask`) inside the acquired band.
 
-Every random draw comes from generators seeded with :func:`pipeline.transforms.masks.stable_seed` of
+Every random draw comes from generators seeded with :func:`pipeline.seeds.stable_seed` of
 ``"{seed}:{file name}"`` (the volume) and ``"{seed}:{file name}:{slice}"`` (its masks).
 """
 
@@ -30,7 +30,8 @@ from pipeline.data.ismrmrd import write_ismrmrd_header
 from pipeline.data.simulate.anatomy import field_of_view, object_slice
 from pipeline.data.simulate.presets import DomainSpec, Preset
 from pipeline.physics import fft2c, rss_image, to_tensor
-from pipeline.transforms.masks import acs_range, equispaced_column_mask, stable_seed
+from pipeline.seeds import stable_seed
+from pipeline.transforms.masks import acs_range, equispaced_column_mask
 
 __all__ = ["simulate_volume"]
 

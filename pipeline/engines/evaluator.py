@@ -16,6 +16,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from pipeline.baselines import BASELINES
+from pipeline.data.errors import DataError
 from pipeline.engines.batching import autocast_context, intensity_scale, network_inputs, recon_size
 from pipeline.keys import Keys
 from pipeline.physics import center_crop
@@ -74,6 +75,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             decollate=False,
         )
         self.has_network = network is not None
+        self.scores = bool(metrics)
         self.baselines = list(baselines)
         autocast_context(torch.device(device), precision)
         self.precision = precision
@@ -82,6 +84,11 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         device = engine.state.device
+        if engine.scores and Keys.TARGET not in batchdata:
+            name = batchdata.get(Keys.VOLUME, batchdata.get(Keys.FILENAME, ["?"]))[0]
+            problem = "no reference image to score against (evaluation needs fully sampled references; " \
+                "reconstruct such files with inference.json)"
+            raise DataError(name, problem, int(torch.as_tensor(batchdata[Keys.SLICE]).reshape(-1)[0]))
         crop = recon_size(batchdata)
         scale = intensity_scale(batchdata, device)
         output: dict[str, Any] = {key: batchdata[key] for key in PASSTHROUGH if key in batchdata}

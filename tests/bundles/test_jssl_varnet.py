@@ -148,6 +148,16 @@ def test_evaluate_reports_network_and_baselines(trained, tiny_dataset, tmp_path)
     assert "| sense |" in (tmp_path / "metrics.md").read_text()
 
 
+def test_evaluating_files_without_references_stops_with_one_line(trained, tiny_dataset, tmp_path):
+    _, model = trained
+    proc = bundle("run", "--config_file", EVALUATE, "--bundle_root", str(BUNDLE), "--section", "target",
+                  "--manifest", str(tiny_dataset), "--ckpt_path", str(model), "--network_size", "tiny",
+                  "--output_dir", str(tmp_path), "--generate_demo_data", "False", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "target_000.h5, slice 0: no reference image to score against" in last
+
+
 def test_ckpt_export_matches_the_eager_network(trained, tmp_path):
     from monai.data import load_net_with_metadata
 

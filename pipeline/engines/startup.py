@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,7 +76,6 @@ def preflight(
     sections: tuple[str, ...] = ("validation",),
     device: torch.device | None = None,
     on_bad_file: str = "raise",
-    output_dir: str | os.PathLike | None = None,
     proxy_weights: Mapping[str, float] | None = None,
     batch_size: int | None = None,
 ) -> None:
@@ -103,12 +102,14 @@ def preflight(
         device: the run's device; passing it here makes sure ``torch.distributed`` is set up (it is
             resolved by :func:`init_distributed`) before the checks.
         on_bad_file: ``"raise"``: the first bad file stops the run; ``"skip"``: bad files (header or data) are
-            left out, listed once with their problems, and written to ``<output_dir>/skipped_files.txt``.
-        output_dir: where the skipped-files list goes (one line per file; written on rank 0, empty when
-            nothing was skipped); ``None``: not written.
+            left out and listed once with their problems (and returned).
         proxy_weights: sampling weight per ``source`` of the supervised section (see
             :class:`~pipeline.data.ShapeBatchSampler`); checked against the manifest.
         batch_size: training batch size; the training sections must yield at least one batch of one shape.
+
+    Returns:
+        The skipped files, one line each (``"<file>[, slice <i>]: <problem>"``); empty in raise mode. The
+        bundle keeps them with :func:`record_skipped_files`, a step of its own: this check creates nothing.
 
     Raises:
         ConfigError: (a ``SystemExit``) with one line naming the setting or file to fix.
@@ -146,10 +147,6 @@ def preflight(
     finally:
         if world > 1 and idist.get_rank() == 0:
             idist.barrier()
-    if output_dir is not None and idist.get_rank() == 0:
-        folder = Path(output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / SKIPPED_FILES).write_text("".join(f"{line}\n" for line in skipped))
     if tracking_uri is not None and idist.get_rank() == 0:
         from pipeline.tracking.mlflow import check_tracking_uri
 
@@ -157,10 +154,25 @@ def preflight(
             check_tracking_uri(tracking_uri)
         except ValueError as err:
             raise ConfigError(f"--tracking_uri: {err}") from None
+    return skipped
 
 
 SKIPPED_FILES = "skipped_files.txt"
-"""Name of the skipped-files list that :func:`preflight` writes into the output folder."""
+"""Name of the skipped-files list that :func:`record_skipped_files` writes into the output folder."""
+
+
+def record_skipped_files(output_dir: str | os.PathLike, lines: Sequence[str]) -> Path | None:
+    """Write the skipped files that :func:`preflight` returned to ``<output_dir>/skipped_files.txt``.
+
+    One line per file (an empty file when nothing was skipped), written on rank 0 only, for the tracker to
+    log. Returns the path (``None`` on other ranks).
+    """
+    if idist.get_rank() != 0:
+        return None
+    path = Path(output_dir) / SKIPPED_FILES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
 
 
 def skipped_files(output_dir: str | os.PathLike) -> list[str]:

@@ -6,7 +6,7 @@ import h5py
 import pytest
 
 from pipeline.engines.modes import branch_sections
-from pipeline.engines.startup import ConfigError, preflight, skipped_files
+from pipeline.engines.startup import ConfigError, preflight, record_skipped_files, skipped_files
 
 
 def _copy_dataset(tiny_dataset, tmp_path):
@@ -98,14 +98,16 @@ def test_preflight_reports_shape_groups_and_skips_bad_data(tiny_dataset, tmp_pat
     caplog.clear()  # the raise-mode check above may already have logged (when another test set INFO)
     with caplog.at_level(logging.INFO, logger="pipeline.engines.startup"):
         with pytest.warns(UserWarning, match=r"skipped 1 bad file\(s\):\n  .*proxy_001\.h5, slice 2: NaN"):
-            preflight("sl", manifest, on_bad_file="skip", output_dir=tmp_path / "out", batch_size=2)
+            lines = preflight("sl", manifest, on_bad_file="skip", batch_size=2)
+    assert not (tmp_path / "out").exists()  # the check creates nothing; the bundle records the list
+    record_skipped_files(tmp_path / "out", lines)
     assert skipped_files(tmp_path / "out") == [f"{bad}, slice 2: NaN or Inf values in 'kspace'"]
     groups = [r.message for r in caplog.records if r.message.startswith("section 'proxy'")]
     assert groups == [
         "section 'proxy': 1 file(s), 3 slices, 1 skipped; shape groups: proxy (4, 128, 72) recon 64x64: 3 slices"
     ]
-    preflight("sl", manifest, on_bad_file="skip", output_dir=tmp_path / "out")  # cached, and no second warning
-    preflight("sl", tiny_dataset, output_dir=tmp_path / "clean")
+    assert preflight("sl", manifest, on_bad_file="skip") == lines  # cached, and no second warning
+    record_skipped_files(tmp_path / "clean", preflight("sl", tiny_dataset))
     assert skipped_files(tmp_path / "clean") == [] and (tmp_path / "clean" / "skipped_files.txt").is_file()
 
 

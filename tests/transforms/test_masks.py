@@ -76,7 +76,6 @@ def test_center_fraction_equal_to_one_over_r_is_acs_only():
 
 
 def test_poisson_mask_in_band_and_acceleration():
-    pytest.importorskip("sigpy")
     mask, n_acs = generate_mask("poisson", (48, 41), 0.1, 4, np.random.default_rng(0), (2, 39))
     assert mask.shape == (48, 41) and not mask[:, :2].any() and not mask[:, 39:].any()
     assert abs(1 / mask[:, 2:39].mean() - 4) < 0.5

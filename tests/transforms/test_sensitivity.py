@@ -60,7 +60,6 @@ def test_no_acs_lines_raises(simulate):
 
 
 def test_espirit_full_and_block_match_known_maps(simulate):
-    pytest.importorskip("sigpy")
     data = simulate(4, 40, 37)
     full = espirit_maps(data["kspace"], calib_width=16)
     block = espirit_maps(data["kspace"], calib_width=16, calib_block=24)

@@ -68,11 +68,12 @@ def test_vsharp_trains_infers_and_exports(tiny_dataset, tmp_path):
     bundle("run", "--config_file", INFERENCE, *VSHARP, "--bundle_root", str(BUNDLE), "--manifest", str(tiny_dataset),
            "--section", "test", "--ckpt_path", str(model), "--output_dir", str(inferred),
            "--generate_demo_data", "False")
-    with h5py.File(inferred / "test_000.h5") as f:
+    volume = inferred / "test" / "test_000"  # outputs keep the volume's folder relative to the data root
+    with h5py.File(volume.with_suffix(".h5")) as f:
         rec = f["reconstruction"][()]
     assert rec.dtype == np.float32 and rec.shape == (2, 64, 64) and np.isfinite(rec).all() and rec.max() > 0
-    assert nib.load(inferred / "test_000.nii.gz").shape == (64, 64, 2)
-    assert (inferred / "test_000.png").stat().st_size > 1000
+    assert nib.load(volume.with_name("test_000.nii.gz")).shape == (64, 64, 2)
+    assert volume.with_suffix(".png").stat().st_size > 1000
     with pytest.raises(ValueError, match="different network architecture"):
         load_weights(build_network("varnet", "tiny"), model)  # what inference.json's loader refuses
 

@@ -26,10 +26,9 @@ from pathlib import Path
 
 #: The reference release the parity check was written against.
 DIRECT_VERSION = "2.2.0"
-#: The repository root (the folder holding ``pipeline/`` and ``requirements-bench.txt``).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Default install folder; :func:`bench_paths` lists what goes on ``sys.path``.
-DEFAULT_DEST = REPO_ROOT / ".bench"
+#: Default install folder, relative to the working directory (the repository root, like every benchmark's
+#: paths); :func:`bench_paths` lists what goes on ``sys.path``.
+DEFAULT_DEST = Path(".bench")
 
 
 def bench_paths(dest: str | Path = DEFAULT_DEST) -> list[Path]:
@@ -72,7 +71,7 @@ def unpack_wheel(wheel: Path, dest: Path) -> Path:
     return target
 
 
-def install_requirements(dest: Path, requirements: Path = REPO_ROOT / "requirements-bench.txt") -> None:
+def install_requirements(dest: Path, requirements: Path = Path("requirements-bench.txt")) -> None:
     """``pip install --target dest/site -r requirements-bench.txt`` (benchmark-only packages).
 
     Raises:

@@ -45,6 +45,7 @@ Conventions that differ, and how the check treats each:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -99,19 +100,21 @@ def load_direct(dest: str | Path = DEFAULT_DEST) -> tuple[types.SimpleNamespace 
     for path in paths:
         if str(path) not in sys.path:
             sys.path.append(str(path))
-    try:
-        import direct
-        from direct.data import transforms
-        from direct.nn.types import InitType, ModelName
-        from direct.nn.unet.unet_2d import NormUnetModel2d, UnetModel2d
-        from direct.nn.varnet.varnet import EndToEndVarNet
-        from direct.nn.vsharp.vsharp import VSharpNet as DirectVSharpNet
+    try:  # DIRECT is a benchmark-only plug-in found on the paths above, not an installed requirement
+        direct = importlib.import_module("direct")
+        types_ = importlib.import_module("direct.nn.types")
+        unet = importlib.import_module("direct.nn.unet.unet_2d")
+        namespace = types.SimpleNamespace(
+            T=importlib.import_module("direct.data.transforms"),
+            InitType=types_.InitType,
+            ModelName=types_.ModelName,
+            UnetModel2d=unet.UnetModel2d,
+            NormUnetModel2d=unet.NormUnetModel2d,
+            EndToEndVarNet=importlib.import_module("direct.nn.varnet.varnet").EndToEndVarNet,
+            VSharpNet=importlib.import_module("direct.nn.vsharp.vsharp").VSharpNet,
+        )
     except ImportError as err:
         return None, f"DIRECT does not import ({err}); install requirements-bench.txt"
-    namespace = types.SimpleNamespace(
-        T=transforms, InitType=InitType, ModelName=ModelName, UnetModel2d=UnetModel2d,
-        NormUnetModel2d=NormUnetModel2d, EndToEndVarNet=EndToEndVarNet, VSharpNet=DirectVSharpNet,
-    )
     return namespace, str(getattr(direct, "__version__", "unknown"))
 
 

@@ -193,9 +193,19 @@ class RawFormat(abc.ABC):
         """Volume maximum of the reference image (data range of PSNR/SSIM); 0.0 if unknown.
 
         May read the whole reference: :class:`pipeline.data.readers.LoadSlice` caches the result per
-        file. This default knows no reference.
+        file. This default knows no reference; HDF5 formats with one use :func:`stored_volume_max`.
         """
         return 0.0
+
+
+def stored_volume_max(f: h5py.File, info: VolumeInfo) -> float:
+    """The file's ``max`` attribute, else the maximum of its reference dataset read slice by slice, else 0.0."""
+    if "max" in f.attrs:
+        return float(f.attrs["max"])
+    if info.target_key is None:
+        return 0.0
+    ds = f[info.target_key]
+    return max(float(np.max(read_dataset(info.file, ds, s, None))) for s in range(ds.shape[0]))
 
 
 def check_file(path: str) -> None:

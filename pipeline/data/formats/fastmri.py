@@ -34,6 +34,7 @@ from pipeline.data.errors import DataError
 from pipeline.data.formats.base import (
     RawFormat,
     VolumeInfo,
+    stored_volume_max,
     check_binary_mask,
     check_finite,
     check_sizes,
@@ -227,9 +228,4 @@ class FastMRI(RawFormat):
 
     def volume_max(self, f: h5py.File, info: VolumeInfo) -> float:
         """The ``max`` attribute, else the maximum of the whole reference (slice by slice), else 0.0."""
-        if "max" in f.attrs:
-            return float(f.attrs["max"])
-        if info.target_key is None:
-            return 0.0
-        ds = f[info.target_key]
-        return max(float(np.max(read_dataset(info.file, ds, s, None))) for s in range(ds.shape[0]))
+        return stored_volume_max(f, info)

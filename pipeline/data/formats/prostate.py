@@ -45,6 +45,7 @@ from pipeline.data.errors import DataError
 from pipeline.data.formats.base import (
     RawFormat,
     VolumeInfo,
+    stored_volume_max,
     check_finite,
     check_sizes,
     get_dataset,
@@ -195,12 +196,7 @@ class ProstateT2(RawFormat):
 
     def volume_max(self, f: h5py.File, info: VolumeInfo) -> float:
         """The ``max`` attribute, else the maximum of ``reconstruction_rss``, else 0.0."""
-        if "max" in f.attrs:
-            return float(f.attrs["max"])
-        if info.target_key is None:
-            return 0.0
-        ds = f[info.target_key]
-        return max(float(np.max(read_dataset(info.file, ds, s, None))) for s in range(ds.shape[0]))
+        return stored_volume_max(f, info)
 
 
 def _averages(f: h5py.File, info: VolumeInfo, slice_idx: int) -> np.ndarray:

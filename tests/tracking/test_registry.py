@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,8 +64,12 @@ def server(tmp_path_factory):
             pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
     yield url
-    os.killpg(proc.pid, 15)  # the server's own process group: gunicorn/uvicorn workers included
-    proc.wait(timeout=30)
+    os.killpg(proc.pid, signal.SIGTERM)  # the server's own process group: its uvicorn workers included
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     log.close()
 
 

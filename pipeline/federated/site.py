@@ -8,9 +8,10 @@ built once from ``train.json`` + ``federated.json`` (no checkpoint resume, valid
 the overlay keeps only the learning-rate schedule), so the optimiser and schedule carry over between rounds.
 
 A site whose data is missing or bad, or whose local training fails or gives non-finite weights, never sends
-weights. With ``on_bad_site="fail"`` it raises, and NVFlare's controller (strict about client errors) stops
-the job in that round; with ``"skip"`` it sends an empty result, which FedAvg leaves out of the average. Either
-way the round's outcome is appended to ``<output_dir>/sites/<site>.jsonl``.
+weights (and builds its trainer anew for the next round). With ``on_bad_site="fail"`` it raises, and NVFlare's
+controller (strict about client errors) stops the job in that round; with ``"skip"`` it sends an empty result,
+which FedAvg leaves out of the average. Either way the round's outcome is appended to
+``<output_dir>/sites/<site>.jsonl``.
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ class SiteTrainer:
             message = data_error_message(err) or f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             raise SiteError(f"site {self.site}: local training failed: {message}") from None
         self.rounds += 1
+        if self.trainer.state.iteration != self.rounds * self.iterations:
+            raise SiteError(f"site {self.site}: local training stopped after {self.trainer.state.iteration} of "
+                            f"{self.rounds * self.iterations} steps")
         weights = {key: value.detach().cpu().clone() for key, value in self.network.state_dict().items()}
         bad = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
         if bad:
@@ -171,6 +175,7 @@ def run_site(settings_file: str | Path) -> None:
                                       settings["bundle_root"], settings.get("overrides"))
             weights = trainer.train_round(received.params)
         except SiteError as err:
+            trainer = None  # a failed trainer is in no known state: the next round builds a new one
             message = f"round {current}: {err}"
             _record(log, {"round": current, "status": "failed", "error": message})
             if settings["on_bad_site"] == "fail":

@@ -41,8 +41,6 @@ logger = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
-#: The weights artifact's name (:data:`pipeline.tracking.pyfunc.WEIGHTS_ARTIFACT`, not imported here: slow).
-_WEIGHTS_ARTIFACT = "weights"
 
 
 def example_input(coils: int = 4, height: int = 128, width: int = 72, acceleration: int = 4,
@@ -188,11 +186,13 @@ def resolve_model_uri(model_uri: str, registry_uri: str, dst_dir: str | Path) ->
             os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
         else:
             os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = previous
+    from pipeline.tracking.pyfunc import WEIGHTS_ARTIFACT  # imports mlflow.pyfunc: only when resolving
+
     flavor = {}
     if (dst / "MLmodel").is_file():
         flavor = mlflow.models.Model.load(str(dst / "MLmodel")).flavors.get("python_function", {})
     config = dict(flavor.get("config") or {})
-    weights = dst / (flavor.get("artifacts") or {}).get(_WEIGHTS_ARTIFACT, {}).get("path", "-")
+    weights = dst / (flavor.get("artifacts") or {}).get(WEIGHTS_ARTIFACT, {}).get("path", "-")
     if not weights.is_file() or not {"network", "network_size"} <= set(config):
         raise ConfigError(f"--model_uri {model_uri} is not a reconstruction model of this package (no weights "
                           "artifact and network/network_size in its MLmodel)")

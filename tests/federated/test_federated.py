@@ -93,7 +93,8 @@ def test_a_site_with_bad_data_is_skipped_and_does_not_corrupt_the_global_model(t
     out = tmp_path / "fed"
     proc = federate(out, "--sites", str(sites), "--on_bad_site", "skip")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert len(proc.stdout.splitlines()) == 5, proc.stdout  # 2 sites x 2 rounds, then the global model
+    outcomes = [line for line in proc.stdout.splitlines() if line.startswith(("proxy round", "target-1 round"))]
+    assert len(outcomes) == 4, outcomes  # 2 sites x 2 rounds
     for r in (0, 1):
         assert f"proxy round {r}: trained" in proc.stdout
         failed = next(line for line in proc.stdout.splitlines() if line.startswith(f"target-1 round {r}: failed"))

@@ -10,7 +10,6 @@ outcome back.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +20,6 @@ import torch
 from pipeline.data.manifests import load_manifest, manifest_data_root
 from pipeline.engines.modes import training_mode
 from pipeline.federated.site import ON_BAD_SITE
-
-logger = logging.getLogger(__name__)
 
 #: The site script NVFlare runs (copied into the job by ``ScriptRunner``).
 CLIENT_SCRIPT = Path(__file__).with_name("client.py")

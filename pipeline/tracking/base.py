@@ -1,7 +1,8 @@
 """The tracker interface, and the patient-identifier guard that every backend goes through.
 
 A backend (MLflow, or any other) subclasses :class:`Tracker` and implements only the ``_start``, ``_log_*``,
-``_set_tags`` and ``_end`` hooks. The public methods, which callers use, check every key first, and a subclass
+``_set_tags`` and ``_end`` hooks (``_log_model`` optionally: a backend without a model registry refuses
+:meth:`Tracker.log_model`). The public methods, which callers use, check every key first, and a subclass
 may not override them, so no backend can log a key that names a patient.
 """
 
@@ -62,7 +63,7 @@ class Tracker(ABC):
     The hooks receive: params and tags as ``{str: str}``, metrics as ``{str: float}`` with an ``int`` step.
     """
 
-    _GUARDED = frozenset({"start", "log_params", "log_metrics", "set_tags", "log_artifact", "end"})
+    _GUARDED = frozenset({"start", "log_params", "log_metrics", "set_tags", "log_artifact", "log_model", "end"})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -137,6 +138,41 @@ class Tracker(ABC):
         check_keys({part: None for part in (*Path(artifact_path or "").parts, Path(path).name)}, "artifact")
         self._log_artifact(Path(path), artifact_path)
 
+    def log_model(
+        self,
+        weights: str | Path,
+        metadata: Mapping[str, Any],
+        input_example: Mapping[str, Any],
+        registered_model_name: str | None = None,
+    ) -> str | None:
+        """Log a network's weights as a model of the active run, and register it as a new version.
+
+        Args:
+            weights: a ``state_dict`` file (``torch.save``) of the network.
+            metadata: JSON-able facts stored with the model; ``metadata["network"]`` and
+                ``metadata["network_size"]`` name the architecture (:func:`pipeline.networks.build_network`).
+            input_example: named network inputs, e.g. ``{"kspace": (B, C, H, W, 2), "mask": (B, 1, 1, W, 1)}``
+                float32 arrays, from which the backend may infer a signature (never patient data).
+            registered_model_name: register the model under this name (``None``: log only).
+
+        Returns:
+            The registered version (``"1"``, ``"2"`` ...), or ``None`` when not registered.
+
+        Raises:
+            ValueError: a metadata key (at any depth) or the model name names a patient, or the metadata does
+                not name the architecture.
+            RuntimeError: no active run.
+            NotImplementedError: the backend has no model store.
+        """
+        self._active()
+        check_keys(metadata, "model metadata")
+        if registered_model_name is not None:
+            check_keys({registered_model_name: None}, "registered model name")
+        missing = [key for key in ("network", "network_size") if key not in metadata]
+        if missing:
+            raise ValueError(f"model metadata must name the architecture: missing {missing}")
+        return self._log_model(Path(weights), dict(metadata), dict(input_example), registered_model_name)
+
     def end(self, status: str = "FINISHED") -> None:
         """End the active run with ``status`` (one of :data:`END_STATUSES`)."""
         if status not in END_STATUSES:
@@ -168,6 +204,12 @@ class Tracker(ABC):
     @abstractmethod
     def _log_artifact(self, path: Path, artifact_path: str | None) -> None:
         """Store a file, or a folder's files, of the active run."""
+
+    def _log_model(
+        self, weights: Path, metadata: dict[str, Any], input_example: dict[str, Any], registered_model_name: str | None
+    ) -> str | None:
+        """Store a model of the active run (and register it); backends without a model store keep this default."""
+        raise NotImplementedError(f"{type(self).__name__} cannot log models")
 
     @abstractmethod
     def _end(self, run_id: str, status: str) -> None:

@@ -8,7 +8,9 @@ What a training run records (one run per output folder, resumed after a crash):
 - metrics: every scalar of the trainer's output (``loss``, ``loss_sl``, ``sl/l1`` ...) and ``lr_group_<i>``
   every ``log_every`` iterations, and the evaluator's metrics at every validation (:class:`ValidationLogger`);
 - artifacts: ``command.txt`` (the command line, overrides included), PNGs of fixed validation slices
-  (``validation/iteration_NNNNNN.png``) and, at completion, the given files and folders.
+  (``validation/iteration_NNNNNN.png``) and, at completion, the given files and folders;
+- a model (optional, at completion): the network as an MLflow model, registered as a version
+  (:mod:`pipeline.tracking.registry`).
 
 The run's id is stored in ``<output_dir>/tracking_run.json``: a resumed (after a crash) or extended (more
 epochs) training reopens THAT run, and a new output folder always gets a new run, whatever its name.
@@ -24,7 +26,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ignite.distributed as idist
 import torch
@@ -33,6 +35,9 @@ from ignite.engine import Engine, Events
 from pipeline.keys import Keys
 from pipeline.tracking.base import Tracker
 from pipeline.tracking.settings import code_version, loggable_settings
+
+if TYPE_CHECKING:
+    from pipeline.tracking.registry import RegisterModel
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ class TrackingHandler:
         params: further params (derived values); they win over settings of the same name.
         tags: tags of the run; ``code_version`` is added.
         artifacts: files or folders (their files) logged when the trainer completes.
+        model: logs (and registers) the trained network when the trainer completes, before the run ends
+            (:class:`~pipeline.tracking.RegisterModel`); ``None``: no model is logged.
         log_every: log the iteration metrics every this many iterations.
     """
 
@@ -79,6 +86,7 @@ class TrackingHandler:
         tags: Mapping[str, Any] | None = None,
         artifacts: Sequence[str | Path] | None = None,
         log_every: int = 1,
+        model: RegisterModel | None = None,
     ) -> None:
         self.backend = backend
         self.output_dir = Path(output_dir)
@@ -88,6 +96,7 @@ class TrackingHandler:
         self.tags = dict(tags or {})
         self.artifacts = [Path(a) for a in artifacts or []]
         self.log_every = max(1, int(log_every))
+        self.model = model
         self.enabled = idist.get_rank() == 0  # one writer under DDP: rank 0
         self.trainer: Engine | None = None
 
@@ -127,12 +136,14 @@ class TrackingHandler:
         self.backend.log_metrics(metrics, step=engine.state.iteration)
 
     def completed(self, engine: Engine) -> None:
-        """Log the artifacts and end the run as ``FINISHED``."""
+        """Log the artifacts (and the model) and end the run as ``FINISHED``."""
         for path in self.artifacts:
             if path.exists():
                 self.backend.log_artifact(path)
             else:
                 logger.warning(f"artifact {path} does not exist; not logged")
+        if self.model is not None:
+            self.model.log(engine, self.backend, self.tags)
         self.backend.end("FINISHED")
 
 

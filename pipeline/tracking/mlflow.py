@@ -6,9 +6,11 @@ With a SQLite store (``sqlite:///<folder>/mlruns.db``) the artifacts are kept in
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.entities import LifecycleStage, Metric, Param, RunTag
@@ -134,6 +136,31 @@ class MLflowTracker(Tracker):
             self.client.log_artifacts(self.run_id, str(path), artifact_path)
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def _log_model(
+        self, weights: Path, metadata: dict[str, Any], input_example: dict[str, Any], registered_model_name: str | None
+    ) -> str | None:
+        """Save a ``pyfunc`` model (:func:`pipeline.tracking.pyfunc.save_pyfunc`) into the run's ``model``
+        folder and register ``runs:/<run>/model`` as a new version, tagged with the metadata's plain values."""
+        from pipeline.tracking.pyfunc import save_pyfunc
+        from pipeline.tracking.registry import MODEL_ARTIFACT
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / MODEL_ARTIFACT
+            save_pyfunc(folder, weights, metadata, input_example)
+            self.client.log_artifacts(self.run_id, str(folder), MODEL_ARTIFACT)
+        if registered_model_name is None:
+            return None
+        registry = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        try:
+            registry.get_registered_model(registered_model_name)
+        except mlflow.exceptions.MlflowException:
+            registry.create_registered_model(registered_model_name)
+        tags = {key: str(value) for key, value in metadata.items() if isinstance(value, (str, int, float))}
+        version = registry.create_model_version(
+            registered_model_name, f"runs:/{self.run_id}/{MODEL_ARTIFACT}", run_id=self.run_id, tags=tags
+        )
+        return str(version.version)
 
     def _end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)

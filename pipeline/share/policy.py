@@ -276,7 +276,7 @@ _PATIENT_TEXT = re.compile(
 )
 #: Absolute paths: POSIX (at least one folder), home-relative, Windows drives and UNC, absolute URIs.
 _ABSOLUTE_PATH = re.compile(
-    r"(?<![\w.:/~\-])/(?:[\w.\-]+/)+[\w.\-]*|(?<![\w.])~/[\w.\-]+|\b[A-Za-z]:\\[\w.\-\\]+|\\\\[\w.\-]+\\"
+    r"(?<![\w.:/~\-])/(?!\.\.?/)(?:[\w.\-]+/)+[\w.\-]*|(?<![\w.])~/[\w.\-]+|\b[A-Za-z]:\\[\w.\-\\]+|\\\\[\w.\-]+\\"
     r"|\b(?:file|sqlite):////?[\w.\-]"
 )
 

@@ -3,10 +3,10 @@
 Commands::
 
     python -m pipeline.share export --bundle bundles/jssl_varnet --train_dir runs/jssl_varnet \
-        --out shared/jssl_varnet.zip
-    python -m pipeline.share verify shared/jssl_varnet.zip
-    python -m pipeline.share run shared/jssl_varnet.zip inference --input_dir scans --output_dir out
-    python -m pipeline.share run shared/jssl_varnet.zip finetune --manifest local.json --output_dir ft
+        --out runs/share/jssl_varnet.zip
+    python -m pipeline.share verify runs/share/jssl_varnet.zip
+    python -m pipeline.share run runs/share/jssl_varnet.zip inference --input_dir scans --output_dir out
+    python -m pipeline.share run runs/share/jssl_varnet.zip finetune --manifest local.json --output_dir ft
 
 ``run`` verifies the archive first (nothing of it is parsed before), unpacks the verified files into
 ``--bundle_dir`` (default ``<output_dir>/bundle``), then runs ``python -m monai.bundle run`` with the bundle's

@@ -232,8 +232,8 @@ def check_config(config: Any, name: str) -> None:
     """
     for config_id, key, value in _walk(config):
         where = f"{name}: {config_id}"
-        if key == "_target_":
-            check_target(value, where)
+        if key == "_target_":  # named by the component it builds
+            check_target(value, f"{name}: {config_id.rpartition('#')[0] or '(top level)'}")
         elif key == "_mode_" and value != "default":
             raise ArchiveError(f"{where}: _mode_ {value!r} is not allowed in a shared bundle")
         elif isinstance(value, str) and value.startswith("$"):

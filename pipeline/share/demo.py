@@ -7,6 +7,7 @@ Every step is the real command a site would type (subprocesses, in this order):
 2. the receiving site has only subsampled *target* data (coronal FLAIR-like, 6 coils): it fine-tunes the
    shared model with ``--mode ssl`` (SSDU on the target section) through
    ``python -m pipeline.share run <archive> finetune`` (which verifies the archive first);
+   and, as a site that also holds the public proxy data would, with ``--mode jssl`` (target + proxy);
 3. a control spends the same number of iterations continuing supervised training on the proxy data from
    the same shared weights (``finetune --mode sl``), so more iterations alone are not mistaken for the gain;
 4. each model is evaluated on the held-out target test section (``run <archive> evaluate``).
@@ -34,7 +35,7 @@ from typing import Any
 __all__ = ["main"]
 
 #: The fine-tuning runs from the shared weights: folder in --work -> --mode.
-FINETUNES = {"finetune_ssl": "ssl", "continue_sl": "sl"}
+FINETUNES = {"finetune_ssl": "ssl", "finetune_jssl": "jssl", "continue_sl": "sl"}
 
 #: The models compared, in table order: name -> (description, weights relative to --work or None = shared).
 MODELS = {
@@ -42,6 +43,8 @@ MODELS = {
     "continued sl on proxy": ("control: same extra iterations, supervised on the proxy data", "continue_sl/model.pt"),
     "fine-tuned ssl on target": ("fine-tuned at the receiving site on subsampled target data",
                                  "finetune_ssl/model.pt"),
+    "fine-tuned jssl (target + proxy)": ("fine-tuned on the target data and the public proxy data, interleaved",
+                                         "finetune_jssl/model.pt"),
 }
 
 
@@ -91,9 +94,8 @@ def _figure(results: dict[str, Any], path: Path) -> None:
     left.set_ylabel("SSIM on the target test volumes")
     left.set_ylim(min(0.9 * min(zero[v]["ssim"] for v in volumes), 0.5), None)
     left.set_title("target SSIM (bars: mean, dots: volumes)")
-    for name, key in (("fine-tuned ssl on target", "finetune_ssl"), ("continued sl on proxy", "continue_sl")):
-        curve = results["validation_curves"][key]
-        right.plot([s for s, _ in curve], [v for _, v in curve], "o-", label=name)
+    for key, curve in results["validation_curves"].items():
+        right.plot([s for s, _ in curve], [v for _, v in curve], "o-", label=f"{key} (--mode {FINETUNES[key]})")
     right.set_xlabel("fine-tuning iteration")
     right.set_ylabel("validation SSIM (target)")
     right.legend(fontsize=8)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     models, zero_filled = {}, None
     for name, (description, weights) in MODELS.items():
-        folder = work / f"eval_{name.split()[0]}"
+        folder = work / f"eval_{'shared' if weights is None else Path(weights).parent.name}"
         ckpt = {} if weights is None else {"ckpt_path": work / weights}
         _run(["-m", "pipeline.share", "run", str(archive), "evaluate",
               *_flags(output_dir=folder, baselines="['zero_filled']", **ckpt, **common)], folder.with_suffix(".log"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import mlflow
 import pytest
+import torch
 
 from pipeline.data.manifests import manifest_digest
 from pipeline.share import bundle_hash, read_bundle, verify
@@ -285,7 +286,19 @@ def test_finetune_records_the_parent_bundle_in_mlflow_and_in_the_exported_metada
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["parent_bundle_hash"] == parent == runs[0].data.params["parent_bundle_hash"]
     assert runs[0].data.params["mode"] == "ssl" and runs[0].data.params["network_size"] == "tiny"
-    # the fine-tuned network starts from the shared weights, not from scratch: its first loss is the parent's
+    # the fine-tuning network is built from the shared weights (the config item the trainer's model is moved from)
+    from monai.bundle import ConfigParser
+    from safetensors.torch import load_file
+
+    root = out / "bundle" / "jssl_varnet"
+    parser = ConfigParser()
+    parser.read_config([str(root / "configs" / "train.json"), str(root / "configs" / "finetune.json")])
+    parser.update({"bundle_root": str(root)})
+    start = parser.get_parsed_content("initial_network").state_dict()
+    shared_weights = load_file(root / "models" / "model.safetensors")
+    assert set(start) == set(shared_weights)
+    for key, value in shared_weights.items():
+        torch.testing.assert_close(start[key], value, rtol=0, atol=0, msg=key)
     child = tmp_path / "child.zip"
     python("-m", "pipeline.share", "export", "--bundle", str(out / "bundle" / "jssl_varnet"), "--train_dir", str(out),
            "--out", str(child))

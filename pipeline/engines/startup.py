@@ -65,7 +65,7 @@ def is_not_rank0() -> bool:
 
 def preflight(
     mode: str,
-    manifest: str | os.PathLike,
+    manifest: str | os.PathLike | None,
     data_root: str | os.PathLike | None = None,
     target_section: str = "target",
     network: str = "varnet",
@@ -89,7 +89,8 @@ def preflight(
 
     Args:
         mode: training mode (``sl``, ``ssl``, ``jssl``, ``sl_target``) or ``"eval"`` for inference/evaluation.
-        manifest: the datalist JSON.
+        manifest: the datalist JSON; ``None`` when the run reads no manifest section (inference on a folder of
+            files, ``sections=()``).
         data_root: overrides the manifest's data root.
         target_section: section of the self-supervised branch (the supervised one follows from ``mode``).
         network: a name from the network registry (:data:`pipeline.networks.NETWORKS`).
@@ -97,7 +98,8 @@ def preflight(
             checks that size against the k-space size of every file.
         tracking_uri: MLflow URI that must open.
         ratio: SL:SSL steps (not all zero).
-        ckpt_path: a checkpoint that must exist (inference / evaluation).
+        ckpt_path: a checkpoint that must exist (inference / evaluation) and, when ``network_size`` is given,
+            hold the weights of that network and size (names and shapes, read without pickle code).
         sections: further manifest sections that must be present and readable.
         device: the run's device; passing it here makes sure ``torch.distributed`` is set up (it is
             resolved by :func:`init_distributed`) before the checks.
@@ -125,8 +127,8 @@ def preflight(
         raise ConfigError(f"unknown --network_size {network_size!r} for {network}; choose one of {sorted(spec.sizes)}")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"checkpoint {ckpt_path} does not exist: train the bundle first or set --ckpt_path")
-    if not Path(manifest).is_file():
-        raise ConfigError(f"manifest {manifest} does not exist: set --manifest to a MONAI datalist JSON")
+    if ckpt_path is not None and network_size is not None:
+        _check_checkpoint(ckpt_path, network, network_size)
     if on_bad_file not in ("raise", "skip"):
         raise ConfigError(f"--on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
     if ratio is not None and branches:
@@ -137,6 +139,11 @@ def preflight(
     needed = {section: None for section in sections}
     if branches:
         needed.update({section: branch for branch, section in branch_sections(mode, target_section).items()})
+    if manifest is None and not needed:
+        _check_tracking_uri(tracking_uri)
+        return []
+    if manifest is None or not Path(manifest).is_file():
+        raise ConfigError(f"manifest {manifest} does not exist: set --manifest to a MONAI datalist JSON")
     world = idist.get_world_size()
     if world > 1 and idist.get_rank() > 0:
         idist.barrier()  # rank 0 fills the header cache first
@@ -147,6 +154,16 @@ def preflight(
     finally:
         if world > 1 and idist.get_rank() == 0:
             idist.barrier()
+    _check_tracking_uri(tracking_uri)
+    return skipped
+
+
+def _check_tracking_uri(tracking_uri: str | None) -> None:
+    """The MLflow URI must open (checked on rank 0).
+
+    Raises:
+        ConfigError: ``--tracking_uri: <why not>``.
+    """
     if tracking_uri is not None and idist.get_rank() == 0:
         from pipeline.tracking.mlflow import check_tracking_uri
 
@@ -154,7 +171,36 @@ def preflight(
             check_tracking_uri(tracking_uri)
         except ValueError as err:
             raise ConfigError(f"--tracking_uri: {err}") from None
-    return skipped
+
+
+def _check_checkpoint(ckpt_path: str | os.PathLike, network: str, network_size: str) -> None:
+    """The checkpoint must hold the weights of ``network`` of ``network_size``: same names, same shapes.
+
+    A ``safetensors`` file is checked from its header (no tensor is read); a ``.pt`` file is read with
+    ``weights_only=True``.
+
+    Raises:
+        ConfigError: ``checkpoint <path> was made for a different network architecture; ...`` (the keys).
+    """
+    from pipeline.handlers.checkpoint import check_weights, read_weights
+    from pipeline.networks import build_network
+
+    path = Path(ckpt_path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        else:
+            shapes = {key: tuple(value.shape) for key, value in read_weights(path).items()}
+        own = build_network(network, network_size).state_dict()
+        check_weights(own, shapes, f"{path} (for --network {network} --network_size {network_size})")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except Exception as err:  # an unreadable file (truncated, not a checkpoint): one line naming it
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"checkpoint {path} cannot be read as weights: {first}") from None
 
 
 SKIPPED_FILES = "skipped_files.txt"

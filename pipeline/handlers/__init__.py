@@ -6,8 +6,11 @@ from pipeline.handlers.checkpoint import (
     ExportBundleWeights,
     ResumeFromLatestCheckpoint,
     RNGState,
+    bundle_weights,
+    check_weights,
     latest_checkpoint,
     load_weights,
+    read_weights,
     save_atomic,
 )
 from pipeline.handlers.progress import TrainingProgress
@@ -21,7 +24,10 @@ __all__ = [
     "RNGState",
     "ResumeFromLatestCheckpoint",
     "TrainingProgress",
+    "bundle_weights",
+    "check_weights",
     "latest_checkpoint",
     "load_weights",
+    "read_weights",
     "save_atomic",
 ]

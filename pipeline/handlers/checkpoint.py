@@ -210,39 +210,91 @@ class ResumeFromLatestCheckpoint:
         logger.info(f"resumed from {path} at iteration {engine.state.iteration}")
 
 
-def load_weights(network: torch.nn.Module, path: str | Path, map_location: Any = "cpu") -> torch.nn.Module:
-    """Load a ``state_dict`` checkpoint into ``network``, refusing any mismatch with a clear message.
+#: Weights files of a bundle, in the order :func:`bundle_weights` looks for them: a shared archive's
+#: ``safetensors`` file (no pickle), then the ``state_dict`` that training writes.
+BUNDLE_WEIGHTS = ("models/model.safetensors", "models/model.pt")
 
-    Accepts a plain ``state_dict`` or a training checkpoint with a ``"network"`` entry.
+
+def bundle_weights(bundle_root: str | Path) -> Path:
+    """The weights file of the bundle in ``bundle_root``: ``models/model.safetensors`` if present, else
+    ``models/model.pt`` (which may not exist yet: the start-up check names it then).
+
+    Example:
+        >>> bundle_weights("bundles/jssl_varnet").as_posix()
+        'bundles/jssl_varnet/models/model.pt'
+    """
+    root = Path(bundle_root)
+    for name in BUNDLE_WEIGHTS:
+        if (root / name).is_file():
+            return root / name
+    return root / BUNDLE_WEIGHTS[-1]
+
+
+def read_weights(path: str | Path, map_location: Any = "cpu") -> dict[str, torch.Tensor]:
+    """The ``state_dict`` in ``path``, read without running pickle code.
+
+    ``*.safetensors`` files are read with :func:`safetensors.torch.load_file`; anything else with
+    ``torch.load(weights_only=True)``, accepting a plain ``state_dict`` or a training checkpoint with a
+    ``"network"`` entry.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: train the bundle first or set --ckpt_path")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))  # on the CPU; ``load_state_dict`` copies onto the network's device
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(state, Mapping) and "network" in state and isinstance(state["network"], Mapping):
+        state = state["network"]
+    return dict(state)
+
+
+def check_weights(own: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], source: str | Path) -> None:
+    """Refuse weights whose names or shapes differ from a network's ``state_dict``.
+
+    Args:
+        own: the network's ``state_dict`` (tensors, or anything with ``.shape``).
+        shapes: name -> shape of the weights to load.
+        source: the weights file, for the message.
+
+    Raises:
+        ValueError: naming the missing, unexpected and wrongly shaped keys (the first five of each).
+    """
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    wrong = sorted(k for k in set(own) & set(shapes) if tuple(own[k].shape) != tuple(shapes[k]))
+    if not (missing or unexpected or wrong):
+        return
+
+    def _few(keys: list[str]) -> str:
+        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_few(unexpected)}")
+    if wrong:
+        pairs = [f"{k} {tuple(shapes[k])} vs {tuple(own[k].shape)}" for k in wrong]
+        problems.append(f"shape mismatch: {_few(pairs)}")
+    raise ValueError(f"checkpoint {source} was made for a different network architecture; " + "; ".join(problems))
+
+
+def load_weights(network: torch.nn.Module, path: str | Path, map_location: Any = "cpu") -> torch.nn.Module:
+    """Load a ``state_dict`` (:func:`read_weights`: ``safetensors`` or a ``weights_only`` checkpoint) into
+    ``network``, refusing any mismatch with a clear message.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ValueError: naming the missing, unexpected and wrongly shaped keys when the checkpoint was made
             for a different architecture.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: train the bundle first or set --ckpt_path")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, Mapping) and "network" in state and isinstance(state["network"], Mapping):
-        state = state["network"]
-    own = network.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        def _few(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {_few(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {_few(unexpected)}")
-        if shapes:
-            pairs = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]
-            problems.append(f"shape mismatch: {_few(pairs)}")
-        raise ValueError(f"checkpoint {path} was made for a different network architecture; " + "; ".join(problems))
+    state = read_weights(path, map_location)
+    check_weights(network.state_dict(), {k: tuple(v.shape) for k, v in state.items()}, path)
     network.load_state_dict(state)
     return network
 

@@ -141,3 +141,30 @@ def test_a_data_error_during_a_run_exits_with_one_line(tmp_path):
     DataErrorExit().attach(other)
     with pytest.raises(ZeroDivisionError):
         other.run([0], max_epochs=1)
+
+
+def test_inference_on_a_folder_needs_no_manifest(tmp_path):
+    assert preflight("eval", None, sections=()) == []
+    with pytest.raises(ConfigError, match="^error: manifest None does not exist: set --manifest"):
+        preflight("eval", None, sections=("test",))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_weights_of_another_size_stop_the_start_up_with_one_line(tmp_path, suffix):
+    import torch
+    from safetensors.torch import save_file
+
+    from pipeline.networks import build_network
+
+    path = tmp_path / f"model{suffix}"
+    state = build_network("varnet", "tiny").state_dict()
+    save_file(state, path) if suffix == ".safetensors" else torch.save(state, path)
+    preflight("eval", None, network_size="tiny", ckpt_path=path, sections=())
+    with pytest.raises(ConfigError) as err:
+        preflight("eval", None, network_size="demo", ckpt_path=path, sections=())
+    message = str(err.value)
+    assert message.startswith(f"error: checkpoint {path} (for --network varnet --network_size demo) was made for a "
+                              "different network architecture; ") and "\n" not in message
+    path.write_bytes(b"not weights")
+    with pytest.raises(ConfigError, match=f"^error: checkpoint {path} cannot be read as weights: "):
+        preflight("eval", None, network_size="tiny", ckpt_path=path, sections=())

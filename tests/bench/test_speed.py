@@ -18,14 +18,18 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     speed.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
 
     report = json.loads((tmp_path / "speed.json").read_text())
-    for key in ("meta", "engine", "vs_monai", "inference", "memory", "gpu", "summary"):
+    for key in ("meta", "engine", "peers", "inference", "memory", "gpu", "summary"):
         assert key in report, key
     for key in ("cpu", "cpu_count", "torch", "monai", "torch_threads"):
         assert key in report["meta"], key
     assert report["meta"]["quick"] is True
     assert {"ratio", "engine_s", "bare_s"} <= set(report["engine"]["overhead"])
     assert "wait_fraction" in report["engine"]["data_wait"]
-    assert {"forward", "train"} <= set(report["vs_monai"][0])
+    peers = report["peers"][0]
+    assert {"forward", "train"} <= set(peers), peers
+    assert {(p["ours"], p["peer"]) for p in peers["train"]["pairs"]} >= {("ours, sens 8", "MONAI VarNet, sens 8")}
+    # DIRECT is a benchmark-only install: either it was timed or the report says why it was skipped
+    assert "DIRECT E2E-VarNet, sens 16" in peers["params_M"] or "DIRECT E2E-VarNet, sens 16" in peers["skipped"]
     assert "ratio" in report["inference"]["demo"]
     assert {"no_checkpoint", "checkpoint", "ratio"} <= set(report["memory"])
     assert "activation_GiB" in report["memory"]["checkpoint"], report["memory"]["checkpoint"]

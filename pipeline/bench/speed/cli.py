@@ -19,12 +19,13 @@ from pipeline.bench.speed.gpu import bench_gpu
 from pipeline.bench.speed.inference import bench_inference
 from pipeline.bench.speed.memory import bench_memory, memory_worker
 from pipeline.bench.speed.peers import PEER_SIZES, QUICK_SIZE, bench_peers, peer_worker
+from pipeline.bench.speed.profile import PROFILE_CASES, profile_step
 from pipeline.bench.speed.report import TARGETS, plot, summarise, to_markdown
 from pipeline.bench.speed.synthetic import FASTMRI_SHAPE
 
 __all__ = ["main", "parse_args", "run"]
 
-PARTS = ("engine", "peers", "inference", "memory", "gpu")
+PARTS = ("engine", "profile", "peers", "inference", "memory", "gpu")
 #: Parts that read the bundle and the demo manifest.
 _BUNDLE_PARTS = {"engine", "inference"}
 
@@ -97,6 +98,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         args.bundle, args.manifest, engine_steps, warmup=1 if quick else 2,
         network_size="tiny" if quick else None, num_workers=args.num_workers, mlflow=args.mlflow,
     ))
+    part("profile", "where a training step's time goes (torch.profiler)", lambda: [
+        profile_step(name) for name in PROFILE_CASES if name.startswith("quick") == quick
+    ])
     part("peers", "ours vs DIRECT and MONAI (one fresh process per size)", lambda: bench_peers(
         list(QUICK_SIZE) if quick else args.peer_sizes, repeats, quick, timeout=3600
     ))

@@ -220,6 +220,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     for key, error in report.get("errors", {}).items():
         lines.append(f"| {key} | FAILED: {error} | | | | **no** |")
+    for prof in report.get("profile", []):
+        shares = ", ".join(f"{kind} {100 * share:.0f} %" for kind, share in
+                           sorted(prof["shares"].items(), key=lambda kv: -kv[1]) if share >= 0.005)
+        lines += ["", f"Where the time of one training step goes ({prof['case']}, {prof['total_s']:.2f} s profiled, "
+                  f"torch.profiler self CPU time): {shares}. The sensitivity model's forward + backward alone: "
+                  f"{100 * prof['sensitivity_share']:.0f} % of the step."]
     if report.get("peers"):
         lines += ["", "Median seconds per contender (all timed round-robin in one process per size; "
                   "parameters in millions in the header):", "", peer_table(report["peers"])]

@@ -259,7 +259,7 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     """Horizontal bar chart of the ratios (log scale) with their targets as red ticks.
 
     Returns:
-        ``False`` when matplotlib is missing (nothing written), else ``True``.
+        ``False`` when matplotlib is missing or there is no ratio to draw (nothing written), else ``True``.
     """
     try:
         import matplotlib
@@ -269,6 +269,8 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     except ImportError:  # pragma: no cover
         return False
     bars = _bars(report)
+    if not bars:
+        return False
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(bars) + 1.2))
     y = np.arange(len(bars))
     values = [b[1] for b in bars]

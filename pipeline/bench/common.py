@@ -6,14 +6,14 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["machine_info", "median_seconds", "num_params", "paired", "sync", "timed"]
+__all__ = ["interleaved", "machine_info", "median_seconds", "num_params", "paired", "ratio_stats", "sync", "timed"]
 
 
 def sync(device: torch.device | None = None) -> None:
@@ -43,6 +43,57 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(timed(fn) for _ in range(repeats))
 
 
+def interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    device: torch.device | None = None,
+) -> dict[str, list[float]]:
+    """Time several callables round-robin, the order rotated by one every repetition, after ``warmup`` rounds.
+
+    With two callables the order alternates ``a b``, ``b a``, ...; with ``n`` each one takes every position
+    once in ``n`` repetitions, so load from other processes and cache effects hit all of them alike.
+
+    Args:
+        fns: name -> callable, timed in the dict's order first.
+        repeats: timed repetitions of each, ``>= 1``.
+        warmup: untimed rounds of all first (JIT, caches, lazy imports).
+        device: CUDA device to synchronise around every call (``None`` on a CPU).
+
+    Returns:
+        name -> the ``repeats`` wall times in seconds, repetition by repetition.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(repeats):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(timed(fns[name], device))
+    return times
+
+
+def ratio_stats(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Medians and per-repetition ratios of two time series measured by :func:`interleaved`.
+
+    Returns:
+        ``{"a_s", "b_s"}`` medians in seconds, ``"ratio"`` = median of the per-repetition ``a / b``,
+        ``"ratio_min"`` / ``"ratio_max"`` and the raw lists ``"a_all"`` / ``"b_all"`` (seconds).
+    """
+    ratios = [x / y for x, y in zip(a, b)]
+    return {
+        "a_s": statistics.median(a),
+        "b_s": statistics.median(b),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "a_all": list(a),
+        "b_all": list(b),
+    }
+
+
 def paired(
     fn_a: Callable[[], object],
     fn_b: Callable[[], object],
@@ -63,30 +114,10 @@ def paired(
         device: CUDA device to synchronise around every call (``None`` on a CPU).
 
     Returns:
-        ``{"a_s", "b_s"}`` medians in seconds, ``"ratio"`` = median of the per-repetition ``a / b``,
-        ``"ratio_min"`` / ``"ratio_max"`` and the raw lists ``"a_all"`` / ``"b_all"`` (seconds).
+        :func:`ratio_stats` of ``a`` against ``b``.
     """
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    a, b = [], []
-    for i in range(repeats):
-        if i % 2 == 0:
-            a.append(timed(fn_a, device))
-            b.append(timed(fn_b, device))
-        else:
-            b.append(timed(fn_b, device))
-            a.append(timed(fn_a, device))
-    ratios = [x / y for x, y in zip(a, b)]
-    return {
-        "a_s": statistics.median(a),
-        "b_s": statistics.median(b),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "a_all": a,
-        "b_all": b,
-    }
+    times = interleaved({"a": fn_a, "b": fn_b}, repeats, warmup, device)
+    return ratio_stats(times["a"], times["b"])
 
 
 def num_params(net: torch.nn.Module) -> float:

@@ -161,6 +161,19 @@ def direct_vsharp(D: types.SimpleNamespace, config: Mapping[str, Any], conv_out_
     )
 
 
+def direct_varnet(D: types.SimpleNamespace, config: Mapping[str, Any]) -> nn.Module:
+    """DIRECT's ``EndToEndVarNet`` with this package's maths at ``config`` (``num_cascades``, ``chans``, ``pools``).
+
+    Each cascade's regulariser is DIRECT's ``NormUnetModel2d`` behind :class:`Negated` (fastMRI subtracts
+    the regulariser term, DIRECT adds it); the cascade code, data consistency and FFTs stay DIRECT's.
+    """
+    net = D.EndToEndVarNet(D.T.fft2, D.T.ifft2, num_layers=config["num_cascades"],
+                           regularizer_num_filters=config["chans"], regularizer_num_pull_layers=config["pools"])
+    for layer in net.layers_list:
+        layer.regularizer_model = Negated(D.NormUnetModel2d(2, 2, config["chans"], config["pools"], 0.0))
+    return net
+
+
 # --------------------------------------------------------------------------------------------- weight maps
 def unet_name_map(ours: str, theirs: str, pools: int) -> dict[str, str]:
     """Parameter names of :class:`~pipeline.networks.Unet` (prefix ``ours``) -> DIRECT's ``UnetModel2d``."""
@@ -311,10 +324,8 @@ def varnet_parity(D: types.SimpleNamespace, grid: tuple[int, int, int] = (4, 64,
     """E2E-VarNet rows: sensitivities and the end-to-end k-space and image."""
     torch.manual_seed(0)
     cfg = VARNET_CONFIG
-    theirs = D.EndToEndVarNet(D.T.fft2, D.T.ifft2, num_layers=cfg["num_cascades"],
-                              regularizer_num_filters=cfg["chans"], regularizer_num_pull_layers=cfg["pools"])
+    theirs = direct_varnet(D, cfg)
     for layer in theirs.layers_list:
-        layer.regularizer_model = Negated(D.NormUnetModel2d(2, 2, cfg["chans"], cfg["pools"], 0.0))
         nn.init.uniform_(layer.learning_rate, 0.5, 1.5)  # not the default 1, so the weight is really copied
     theirs.eval()
     sens = D.NormUnetModel2d(2, 2, cfg["sens_chans"], cfg["sens_pools"], 0.0).eval()

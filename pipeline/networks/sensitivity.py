@@ -99,15 +99,29 @@ class SensitivityModel(nn.Module):
             Sensitivity maps ``(B, C, H, W, 2)``, float32, ``sum_c |S_c|^2 = 1``.
         """
         b, c, h, w, two = masked_kspace.shape
-        window = acs_column_window(mask, num_low_frequencies, b)  # (B, 1, 1, W, 1)
-        coil_images = ifft2c(masked_kspace * window)  # (B, C, H, W, 2)
-        maps = self.norm_unet(coil_images.reshape(b * c, h, w, two)).float()  # (B*C, H, W, 2)
+        maps = self.norm_unet(self.acs_coil_images(masked_kspace, mask, num_low_frequencies)).float()  # (B*C, H, W, 2)
         return normalize_sens_maps(maps.reshape(b, c, h, w, two))
+
+    def acs_coil_images(self, masked_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor]) -> Tensor:
+        """The coil images of the ACS columns, one sample per coil: ``(B, C, H, W, 2) -> (B*C, H, W, 2)``."""
+        b, c, h, w, two = masked_kspace.shape
+        window = acs_column_window(mask, num_low_frequencies, b)  # (B, 1, 1, W, 1)
+        return ifft2c(masked_kspace * window).reshape(b * c, h, w, two)
 
     @torch.jit.unused
     def checkpointed(self, masked_kspace: Tensor, mask: Tensor, num_low_frequencies: Optional[Tensor]) -> Tensor:
-        """:meth:`forward` under non-reentrant gradient checkpointing (eager mode only).
+        """:meth:`forward` with the U-Net recomputed coil by coil in the backward pass (eager mode only).
 
-        It works on every coil image at full resolution, so its activations rival an unrolled step's.
+        The U-Net works on every coil image at full resolution, so at 15 coils its activations outweigh an
+        unrolled step's. It normalises each coil image on its own, so running it one coil at a time under
+        non-reentrant ``torch.utils.checkpoint`` is the same maths, with one coil's activations alive at a time.
         """
-        return torch.utils.checkpoint.checkpoint(self, masked_kspace, mask, num_low_frequencies, use_reentrant=False)
+        if isinstance(self.norm_unet, nn.Identity):  # nothing to recompute
+            return self(masked_kspace, mask, num_low_frequencies)
+        b, c, h, w, two = masked_kspace.shape
+        images = self.acs_coil_images(masked_kspace, mask, num_low_frequencies)  # (B*C, H, W, 2)
+        maps = torch.cat([
+            torch.utils.checkpoint.checkpoint(self.norm_unet, images[i : i + 1], use_reentrant=False).float()
+            for i in range(b * c)
+        ])
+        return normalize_sens_maps(maps.reshape(b, c, h, w, two))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.bench import speed
-from pipeline.bench.common import paired
+from pipeline.bench.common import interleaved, paired
 from pipeline.bench.speed.synthetic import synthetic_slice
 
 
@@ -18,14 +18,20 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     speed.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
 
     report = json.loads((tmp_path / "speed.json").read_text())
-    for key in ("meta", "engine", "vs_monai", "inference", "memory", "gpu", "summary"):
+    for key in ("meta", "engine", "profile", "peers", "inference", "memory", "gpu", "summary"):
         assert key in report, key
     for key in ("cpu", "cpu_count", "torch", "monai", "torch_threads"):
         assert key in report["meta"], key
     assert report["meta"]["quick"] is True
     assert {"ratio", "engine_s", "bare_s"} <= set(report["engine"]["overhead"])
     assert "wait_fraction" in report["engine"]["data_wait"]
-    assert {"forward", "train"} <= set(report["vs_monai"][0])
+    shares = report["profile"][0]["shares"]
+    assert abs(sum(shares.values()) - 1.0) < 1e-6 and shares["convolutions (forward + backward)"] > 0
+    peers = report["peers"][0]
+    assert {"forward", "train"} <= set(peers), peers
+    assert {(p["ours"], p["peer"]) for p in peers["train"]["pairs"]} >= {("ours, sens 8", "MONAI VarNet, sens 8")}
+    # DIRECT is a benchmark-only install: either it was timed or the report says why it was skipped
+    assert "DIRECT E2E-VarNet, sens 16" in peers["params_M"] or "DIRECT E2E-VarNet, sens 16" in peers["skipped"]
     assert "ratio" in report["inference"]["demo"]
     assert {"no_checkpoint", "checkpoint", "ratio"} <= set(report["memory"])
     assert "activation_GiB" in report["memory"]["checkpoint"], report["memory"]["checkpoint"]
@@ -43,6 +49,13 @@ def test_paired_interleaves_and_reports_ratio() -> None:
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert {"a_s", "b_s", "ratio", "ratio_min", "ratio_max"} <= set(result)
     assert len(result["a_all"]) == len(result["b_all"]) == 3
+
+
+def test_interleaved_rotates_the_order_every_repetition() -> None:
+    calls: list[str] = []
+    times = interleaved({n: (lambda n=n: calls.append(n)) for n in "abc"}, repeats=3, warmup=1)
+    assert calls == list("abc" "abc" "bca" "cab")
+    assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
 
 
 def test_missing_bundle_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

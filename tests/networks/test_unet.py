@@ -62,3 +62,14 @@ def test_norm_unet_scripts():
     net = NormUnet(chans=4, pools=2).eval()
     x = torch.randn(2, 13, 10, 2)
     torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+
+
+def test_norm_unet_feeds_its_unet_contiguous_nchw():
+    """The permuted ``(N, H, W, 2)`` view is channels-last in memory; the convolutions kept that layout through
+    the whole U-Net, where the CPU group-norm backward is about 10x slower (the train step was 1.7x slower)."""
+    net = NormUnet(chans=4, pools=2)
+    layouts = []
+    net.unet.register_forward_pre_hook(lambda module, args: layouts.append(args[0].is_contiguous()))
+    net.unet.down[1].register_forward_pre_hook(lambda module, args: layouts.append(args[0].is_contiguous()))
+    net(torch.randn(3, 16, 16, 2))
+    assert layouts == [True, True]

@@ -187,15 +187,20 @@ def test_checkpointing_gives_identical_gradients(monkeypatch):
     monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **kw: calls.append(kw) or checkpoint(*a, **kw))
     mask = equispaced()
     k = kspace() * mask
-    grads = []
+    grads, images = [], []
     for use_checkpoint in (False, True):
         torch.manual_seed(0)
         model = VarNet(**SMALL, use_checkpoint=use_checkpoint).train()
-        model(k, mask).image.square().mean().backward()
+        image = model(k, mask).image
+        image.square().mean().backward()
         grads.append([p.grad for p in model.parameters()])
-    assert calls == [{"use_reentrant": False}] * (SMALL["num_cascades"] + 1)  # sensitivity model + cascades
+        images.append(image.detach())
+    # float tolerance: the sensitivity U-Net runs at batch 1 per coil instead of one batch of all coils
+    torch.testing.assert_close(images[1], images[0], rtol=1e-5, atol=1e-5)
+    # the sensitivity U-Net coil by coil (COILS calls, batch 1) + one per unrolled step
+    assert calls == [{"use_reentrant": False}] * (COILS + SMALL["num_cascades"])
     for plain, checkpointed in zip(*grads):
-        torch.testing.assert_close(checkpointed, plain, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-6)
 
 
 def test_autocast_bf16_keeps_kspace_float32(net):

@@ -1,7 +1,7 @@
 """CLI benchmark: speed and memory of JSSL training and inference, side by side with references.
 
 Usage: ``python -m pipeline.bench.speed [--quick] [--out bench_results/speed] [--repeats 7]
-[--bundle bundles/jssl_varnet] [--manifest data_manifests/demo.json]`` (paths relative to the current
+[--bundle bundles/jssl_varnet] [--manifest data_manifests/demo.json] [--peer-sizes ...]`` (paths relative to the current
 directory).
 
 Every comparison is a RATIO of two things timed alternately in the same process (A-B / B-A order swapped
@@ -10,8 +10,9 @@ from other processes on a shared machine cancels out as far as possible. One mod
 
 1. :mod:`~pipeline.bench.speed.engine`: the bundle's trainer step against the bare step on the same batch,
    and the fraction of wall time the trainer waits for data;
-2. :mod:`~pipeline.bench.speed.peers`: forward and training step of the package's VarNet against MONAI's
-   ``VariationalNetworkModel`` at matched sizes;
+2. :mod:`~pipeline.bench.speed.peers`: forward and training step of the package's VarNet and vSHARP against
+   DIRECT's E2E-VarNet and vSHARP (benchmark-only install, skipped and reported when missing) and MONAI's
+   ``VariationalNetworkModel`` at matched maths, one fresh process per input size;
 3. :mod:`~pipeline.bench.speed.inference`: network forward per slice against L1-wavelet compressed sensing;
 4. :mod:`~pipeline.bench.speed.memory`: peak memory of a training step with and without gradient
    checkpointing, one fresh subprocess per configuration;

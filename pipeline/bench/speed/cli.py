@@ -18,13 +18,14 @@ from pipeline.bench.speed.engine import bench_engine
 from pipeline.bench.speed.gpu import bench_gpu
 from pipeline.bench.speed.inference import bench_inference
 from pipeline.bench.speed.memory import bench_memory, memory_worker
-from pipeline.bench.speed.peers import MONAI_INPUTS, MONAI_NETS, bench_vs_monai
+from pipeline.bench.speed.peers import PEER_SIZES, QUICK_SIZE, bench_peers, peer_worker
+from pipeline.bench.speed.profile import PROFILE_CASES, profile_step
 from pipeline.bench.speed.report import TARGETS, plot, summarise, to_markdown
 from pipeline.bench.speed.synthetic import FASTMRI_SHAPE
 
 __all__ = ["main", "parse_args", "run"]
 
-PARTS = ("engine", "monai", "inference", "memory", "gpu")
+PARTS = ("engine", "profile", "peers", "inference", "memory", "gpu")
 #: Parts that read the bundle and the demo manifest.
 _BUNDLE_PARTS = {"engine", "inference"}
 
@@ -53,9 +54,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to run")
+    parser.add_argument("--peer-sizes", nargs="+", default=list(PEER_SIZES), choices=list(PEER_SIZES),
+                        help="input sizes of the peers part, one fresh process each (default: all)")
     parser.add_argument("--render", type=Path, default=None,
                         help="re-write speed.md/speed.png from an existing speed.json (no measuring)")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         command: the command line recorded in the report.
 
     Returns:
-        The report: ``meta``, one key per part that ran (``engine``, ``vs_monai``, ``inference``, ``memory``,
+        The report: ``meta``, one key per part that ran (``engine``, ``peers``, ``inference``, ``memory``,
         ``gpu``), ``summary`` and, when a part failed, ``errors``.
     """
     quick = args.quick
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             return
         print(f"{label} ...", flush=True)
         try:
-            report[key if key != "monai" else "vs_monai"] = fn()
+            report[key] = fn()
         except Exception as err:  # one broken part must not lose the others
             report.setdefault("errors", {})[key] = f"{type(err).__name__}: {err}"
             print(f"  {key} FAILED: {type(err).__name__}: {err}", flush=True)
@@ -94,8 +98,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         args.bundle, args.manifest, engine_steps, warmup=1 if quick else 2,
         network_size="tiny" if quick else None, num_workers=args.num_workers, mlflow=args.mlflow,
     ))
-    part("monai", "ours vs MONAI", lambda: bench_vs_monai(
-        MONAI_NETS[:1] if quick else MONAI_NETS, MONAI_INPUTS[:1] if quick else MONAI_INPUTS, repeats
+    part("profile", "where a training step's time goes (torch.profiler)", lambda: [
+        profile_step(name) for name in PROFILE_CASES if name.startswith("quick") == quick
+    ])
+    part("peers", "ours vs DIRECT and MONAI (one fresh process per size)", lambda: bench_peers(
+        list(QUICK_SIZE) if quick else args.peer_sizes, repeats, quick, timeout=3600
     ))
     part("inference", "inference vs compressed sensing", lambda: bench_inference(
         args.bundle, args.manifest, 1 if quick else min(repeats, 3), fastmri=not quick
@@ -125,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.memory_worker is not None:
         print(json.dumps(memory_worker(json.loads(args.memory_worker))), flush=True)
+        return
+    if args.peer_worker is not None:
+        print(json.dumps(peer_worker(json.loads(args.peer_worker))), flush=True)
         return
     if args.render is not None:
         report = json.loads(args.render.read_text())

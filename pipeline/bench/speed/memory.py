@@ -23,7 +23,7 @@ import torch
 from pipeline.bench.common import num_params
 from pipeline.bench.speed.synthetic import synthetic_slice
 
-__all__ = ["bench_memory", "memory_worker"]
+__all__ = ["bench_memory", "memory_worker", "run_worker"]
 
 
 def _proc_kib(path: str, field: str) -> int | None:
@@ -95,9 +95,19 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_worker(spec: dict[str, Any], timeout: int) -> dict[str, Any]:
-    """:func:`memory_worker` in a fresh interpreter; its result, or ``{"error": ...}``."""
-    cmd = [sys.executable, "-m", "pipeline.bench.speed", "--memory-worker", json.dumps(spec)]
+def run_worker(flag: str, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
+    """A benchmark worker in a fresh interpreter: ``python -m pipeline.bench.speed <flag> <spec as JSON>``.
+
+    Args:
+        flag: ``--memory-worker`` (:func:`memory_worker`) or ``--peer-worker``
+            (:func:`pipeline.bench.speed.peers.peer_worker`).
+        spec: the worker's settings.
+        timeout: seconds before the worker is stopped.
+
+    Returns:
+        The worker's JSON result (its last stdout line starting with ``{``), or ``{"error": ...}``.
+    """
+    cmd = [sys.executable, "-m", "pipeline.bench.speed", flag, json.dumps(spec)]
     # the parent's import path, so that the worker imports the same ``pipeline`` package
     path = [p for p in sys.path if p] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHONPATH": os.pathsep.join(path)}
@@ -126,7 +136,8 @@ def bench_memory(size: str, shape: tuple[int, int, int], timeout: int) -> dict[s
     rows: dict[str, Any] = {"size": size, "input": f"{shape[0]} coils {shape[1]}x{shape[2]}, batch 1"}
     for label, checkpoint in (("no_checkpoint", False), ("checkpoint", True)):
         available = _proc_kib("/proc/meminfo", "MemAvailable")
-        rows[label] = _run_worker({"size": size, "shape": list(shape), "checkpoint": checkpoint}, timeout)
+        spec = {"size": size, "shape": list(shape), "checkpoint": checkpoint}
+        rows[label] = run_worker("--memory-worker", spec, timeout)
         rows[label]["mem_available_before_GiB"] = (available or 0) / 2**20
         print(f"  memory {size} {label}: {rows[label]}", flush=True)
     a = rows["no_checkpoint"].get("activation_GiB")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from pipeline.keys import Keys
+from pipeline.networks.output import ReconstructionOutput, restrict_to_band
 
 #: ``precision`` setting -> autocast dtype (``None``: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -45,6 +46,20 @@ def network_inputs(
     if nlf is not None:
         nlf = torch.as_tensor(nlf).to(device=device, dtype=torch.long)
     return kspace, mask, nlf
+
+
+def band_limited(
+    output: ReconstructionOutput, batch: Mapping[str, Any], device: torch.device, enabled: bool = True
+) -> ReconstructionOutput:
+    """The network output restricted to each sample's acquirable phase-encode band ``Keys.PE_RANGE``.
+
+    The one place where training and evaluation apply the band constraint
+    (:func:`pipeline.networks.output.restrict_to_band`); a batch without ``Keys.PE_RANGE`` or
+    ``enabled=False`` returns ``output`` unchanged.
+    """
+    if not enabled or Keys.PE_RANGE not in batch:
+        return output
+    return restrict_to_band(output, torch.as_tensor(batch[Keys.PE_RANGE]).to(device))
 
 
 def recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:

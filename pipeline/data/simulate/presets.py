@@ -12,12 +12,15 @@ class DomainSpec:
     """How one domain is acquired.
 
     Attributes:
-        orientation: slice orientation, ``"axial"``, ``"coronal"`` or ``"sagittal"``.
-        contrast: ``"t1"``, ``"flair"`` or ``"t2"``.
+        orientation: slice orientation, ``"axial"``, ``"coronal"`` or ``"sagittal"`` (the abdomen: coronal).
+        contrast: brain: ``"t1"``, ``"flair"`` or ``"t2"``; abdomen: a flip angle of the series, ``"fa2"``,
+            ``"fa10"``, ``"fa15"``, ``"fa20"`` or ``"fa25"``.
         acquisition: value of the ``acquisition`` attribute (fastMRI style, e.g. ``"AXT1"``).
         num_coils: receiver coils ``C``.
         coil_radius: birdcage radius relative to half the field of view (sigpy's ``r``, 1.2-1.8).
         snr: mean object RSS signal over the noise standard deviation per coil.
+        anatomy: ``"brain"`` (MNI152 template, nilearn) or ``"abdomen"`` (VFA series of the ``mdreg``
+            wheel); see :mod:`pipeline.data.simulate.anatomy`.
     """
 
     orientation: str
@@ -26,6 +29,7 @@ class DomainSpec:
     num_coils: int
     coil_radius: float
     snr: float
+    anatomy: str = "brain"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +87,9 @@ class Preset:
 _PROXY = DomainSpec("axial", "t1", "AXT1", num_coils=8, coil_radius=1.5, snr=40.0)
 _TARGET = DomainSpec("coronal", "flair", "CORFLAIR", num_coils=6, coil_radius=1.25, snr=25.0)
 
+_SMALL_VOLUMES = {"proxy": (4, 6), "target": (4, 3), "validation": (1, 2), "test": (3, 3)}
+_ABDOMEN = DomainSpec("coronal", "fa15", "CORVFA15", num_coils=6, coil_radius=1.25, snr=25.0, anatomy="abdomen")
+
 PRESETS: dict[str, Preset] = {
     "demo": Preset(
         name="demo",
@@ -102,8 +109,54 @@ PRESETS: dict[str, Preset] = {
         slice_spacing_mm=4.0,
         slab_gap_mm=8.0,
     ),
+    # quality benchmark, CPU profile: 64 px, 4 coils; brain proxy -> brain target (contrast/orientation shift)
+    "cpu_brain": Preset(
+        name="cpu_brain",
+        recon_size=64,
+        pad_columns=4,
+        proxy=dataclasses.replace(_PROXY, num_coils=4),
+        target=dataclasses.replace(_TARGET, num_coils=4),
+        volumes=_SMALL_VOLUMES,
+        slice_spacing_mm=5.0,
+        slab_gap_mm=5.0,
+    ),
+    # quality benchmark, CPU profile: brain proxy -> real abdomen target (anatomy shift)
+    "cpu_abdomen": Preset(
+        name="cpu_abdomen",
+        recon_size=64,
+        pad_columns=4,
+        proxy=dataclasses.replace(_PROXY, num_coils=4),
+        target=dataclasses.replace(_ABDOMEN, num_coils=4),
+        volumes=_SMALL_VOLUMES,
+        slice_spacing_mm=5.0,
+        slab_gap_mm=5.0,
+    ),
+    # quality benchmark, GPU profile: the demo's sizes, for both scenarios
+    "gpu_brain": Preset(
+        name="gpu_brain",
+        recon_size=128,
+        pad_columns=4,
+        proxy=_PROXY,
+        target=_TARGET,
+        volumes=_SMALL_VOLUMES,
+        slice_spacing_mm=5.0,
+        slab_gap_mm=5.0,
+    ),
+    "gpu_abdomen": Preset(
+        name="gpu_abdomen",
+        recon_size=128,
+        pad_columns=4,
+        proxy=_PROXY,
+        target=_ABDOMEN,
+        volumes=_SMALL_VOLUMES,
+        slice_spacing_mm=5.0,
+        slab_gap_mm=5.0,
+    ),
 }
-"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests."""
+"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests;
+``cpu_brain`` / ``cpu_abdomen`` and ``gpu_brain`` / ``gpu_abdomen``: the quality benchmark's brain-to-brain and
+brain-to-abdomen scenarios of its ``cpu`` and ``gpu`` profiles (disjoint target slice positions for training,
+validation and test)."""
 
 
 def get_preset(name: str) -> Preset:

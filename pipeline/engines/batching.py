@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from pipeline.keys import Keys
-from pipeline.networks.output import ReconstructionOutput, restrict_to_band
+from pipeline.networks.output import ReconstructionOutput, replace_measured, restrict_to_band
 
 #: ``precision`` setting -> autocast dtype (``None``: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,18 +48,26 @@ def network_inputs(
     return kspace, mask, nlf
 
 
-def band_limited(
-    output: ReconstructionOutput, batch: Mapping[str, Any], device: torch.device, enabled: bool = True
+def constrain_output(
+    output: ReconstructionOutput,
+    batch: Mapping[str, Any],
+    device: torch.device,
+    band_limit: bool = True,
+    data_consistency: bool = True,
 ) -> ReconstructionOutput:
-    """The network output restricted to each sample's acquirable phase-encode band ``Keys.PE_RANGE``.
+    """The network output under the constraints of what is known about the data, for training and evaluation.
 
-    The one place where training and evaluation apply the band constraint
-    (:func:`pipeline.networks.output.restrict_to_band`); a batch without ``Keys.PE_RANGE`` or
-    ``enabled=False`` returns ``output`` unchanged.
+    The one place where they are applied: first the measured samples replace the prediction on the input mask
+    (:func:`pipeline.networks.output.replace_measured`, when ``data_consistency``), then the k-space is set to
+    zero outside each sample's acquirable phase-encode band ``Keys.PE_RANGE``
+    (:func:`pipeline.networks.output.restrict_to_band`, when ``band_limit`` and the batch has the key).
     """
-    if not enabled or Keys.PE_RANGE not in batch:
-        return output
-    return restrict_to_band(output, torch.as_tensor(batch[Keys.PE_RANGE]).to(device))
+    if data_consistency:
+        kspace_in, mask_in, _ = network_inputs(batch, device)
+        output = replace_measured(output, kspace_in, mask_in)
+    if band_limit and Keys.PE_RANGE in batch:
+        output = restrict_to_band(output, torch.as_tensor(batch[Keys.PE_RANGE]).to(device))
+    return output
 
 
 def recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from monai.engines.utils import IterationEvents
 
 from pipeline.baselines import BASELINES
 from pipeline.data.errors import DataError
-from pipeline.engines.batching import autocast_context, band_limited, intensity_scale, network_inputs, recon_size
+from pipeline.engines.batching import autocast_context, constrain_output, intensity_scale, network_inputs, recon_size
 from pipeline.keys import Keys
 from pipeline.physics import center_crop
 from pipeline.transforms import denormalize
@@ -43,7 +43,9 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         epoch_length: as in MONAI.
         band_limit: zero the predicted k-space outside each sample's acquirable phase-encode band
             (``Keys.PE_RANGE``) before forming the image, as the trainer does
-            (:func:`pipeline.engines.batching.band_limited`).
+            (:func:`pipeline.engines.batching.constrain_output`).
+        data_consistency: replace the predicted k-space by the measured input on the input mask before the
+            loss / image (hard data consistency, :func:`pipeline.networks.output.replace_measured`).
 
     ``engine.state.output`` is a dict of batched tensors: ``Keys.PRED`` ``(B, 1, Hr, Wr)``, each
     baseline ``(B, 1, Hr, Wr)``, ``Keys.TARGET`` (when the batch has one) and the pass-through keys.
@@ -60,6 +62,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         precision: str = "fp32",
         epoch_length: int | None = None,
         band_limit: bool = True,
+        data_consistency: bool = True,
     ) -> None:
         unknown = [name for name in baselines if name not in BASELINES]
         if unknown:
@@ -85,6 +88,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         autocast_context(torch.device(device), precision)
         self.precision = precision
         self.band_limit = bool(band_limit)
+        self.data_consistency = bool(data_consistency)
 
     def _iteration(self, engine: ReconstructionEvaluator, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
         if batchdata is None:
@@ -104,7 +108,10 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
             engine.network.eval()
             with torch.no_grad(), autocast_context(device, engine.precision):
-                result = band_limited(engine.network(kspace_in, mask_in, nlf), batchdata, device, engine.band_limit)
+                result = constrain_output(
+                    engine.network(kspace_in, mask_in, nlf), batchdata, device,
+                    engine.band_limit, engine.data_consistency,
+                )
             output[Keys.PRED] = denormalize(center_crop(result.image.float(), crop).unsqueeze(1), scale)
         for name in engine.baselines:
             kspace = batchdata[Keys.MASKED_KSPACE]

@@ -28,6 +28,9 @@ __all__ = ["eval_overrides", "run_classical", "run_learned", "train_overrides"]
 
 logger = logging.getLogger("pipeline.bench.quality")
 
+#: ``--set`` overrides that the evaluation must share with training (how the network output is constrained).
+EVAL_SHARED = ("band_limit", "data_consistency", "network", "network_size")
+
 
 def _digest(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -72,9 +75,10 @@ def eval_overrides(settings: Mapping[str, Any], output_dir: Path, acc: int, base
         "readout_crop": settings["readout_crop"],
         "acceleration": acc,
         "center_fraction": CENTER_FRACTIONS[acc],
-        "mask_type": "equispaced",
+        "mask_type": settings["mask_type"],
         "override_stored_masks": True,
         "baselines": list(baselines),
+        **{k: v for k, v in settings["overrides"].items() if k in EVAL_SHARED},
     }
 
 
@@ -88,11 +92,11 @@ def train_overrides(settings: Mapping[str, Any], method: str, acc: int, seed: in
         "output_dir": str(run_dir),
         "model_path": str(run_dir / "model.pt"),
         "run_name": run_dir.name,
-        "mode": method,
+        "mode": settings.get("mode") or method,
         "seed": seed,
         "acceleration": acc,
         "center_fraction": CENTER_FRACTIONS[acc],
-        "mask_type": "equispaced",
+        "mask_type": settings["mask_type"],
         "target_section": "target_reference",
         "override_stored_masks": True,
         "readout_crop": settings["readout_crop"],
@@ -127,14 +131,53 @@ def _read_report(eval_dir: Path) -> dict[str, Any]:
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
+#: Convergence rule of the benchmark: validation SSIM gains less than this over the last 20 % of the budget.
+CONVERGENCE_SSIM_GAIN = 0.005
+
+
+def learning_curve(run_dir: Path, metric: str = "val_ssim") -> list[list[float]]:
+    """``[[iteration, value], ...]`` of a validation metric of a finished run, from its MLflow store.
+
+    Args:
+        run_dir: the run's output folder (``mlflow/mlruns.db`` and ``tracking_run.json`` inside).
+        metric: MLflow metric key.
+
+    Returns:
+        The history sorted by iteration; empty when the run logged none.
+    """
+    from mlflow.tracking import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    from pipeline.tracking.handlers import RUN_FILE
+
+    run_id = json.loads((run_dir / RUN_FILE).read_text())["run_id"]
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(run_dir / "mlflow" / "mlruns.db")))
+    return sorted([int(m.step), float(m.value)] for m in client.get_metric_history(run_id, metric))
+
+
+def late_gain(curve: Sequence[Sequence[float]], iterations: int) -> float | None:
+    """Validation SSIM gained over the last 20 % of the budget: the best value after 80 % of ``iterations``
+    minus the last value at or before it (``None`` without a point on both sides)."""
+    mark = 0.8 * iterations
+    before = [v for it, v in curve if it <= mark]
+    after = [v for it, v in curve if it > mark]
+    if not before or not after:
+        return None
+    return float(max(after) - before[-1])
+
+
 def run_learned(
     settings: Mapping[str, Any], method: str, acc: int, seed: int, work_dir: Path, fresh: bool
 ) -> dict[str, Any]:
     """Train one learned method through ``train.json`` and score it through the evaluation configs.
 
+    ``method`` is a training mode (``settings["mode"]``, when given, trains instead, e.g. ``ssl`` for an
+    ablation row labelled ``jssl``).
+
     Returns:
         ``method``, ``acceleration``, ``seed``, ``run_dir``, ``model_path``, ``train_seconds``, ``eval_seconds``,
-        ``seconds_per_iteration``, ``summary`` (``{metric: mean over test volumes}``), ``per_volume`` and ``digest``.
+        ``seconds_per_iteration``, ``summary`` (``{metric: mean over test volumes}``), ``per_volume``, ``curve``
+        (validation SSIM per iteration), ``late_gain`` (:func:`late_gain`), ``converged`` and ``digest``.
     """
     run_dir = work_dir / f"{method}_{acc}x_seed{seed}"
     digest = _digest({"kind": "learned", "method": method, "acceleration": acc, "seed": seed, **settings})
@@ -153,6 +196,8 @@ def run_learned(
     _run_workflow(evaluation_configs(bundle), bundle, overrides)
     eval_s = time.perf_counter() - start
     report = _read_report(eval_dir)
+    curve = learning_curve(run_dir)
+    gain = late_gain(curve, settings["iterations"])
     result = {
         "digest": digest,
         "method": method,
@@ -165,6 +210,9 @@ def run_learned(
         "seconds_per_iteration": round(train_s / settings["iterations"], 4),
         "summary": report["summary"]["network"],
         "per_volume": report["per_volume"]["network"],
+        "curve": curve,
+        "late_gain": gain,
+        "converged": gain is not None and gain < CONVERGENCE_SSIM_GAIN,
     }
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -76,7 +76,8 @@ def build_manifest(preset: str, seed: int = 0, data_root: str = ".") -> dict[str
         "description": (
             f"Simulated multi-coil k-space of real anatomy: proxy = fully sampled {p.proxy.anatomy} "
             f"{p.proxy.orientation} {p.proxy.contrast.upper()}-like ({p.proxy.num_coils} coils, SNR {p.proxy.snr:g}); "
-            f"target = {p.target.anatomy} {p.target.orientation} {p.target.contrast.upper()}-like ({p.target.num_coils} coils, "
+            f"target = {p.target.anatomy} {p.target.orientation} {p.target.contrast.upper()}-like "
+            f"({p.target.num_coils} coils, "
             f"SNR {p.target.snr:g}) with one fixed {p.acceleration}x mask per slice. Validation/test files hold "
             "fully sampled kspace + reconstruction_rss + the fixed input mask."
         ),

@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                              "ablation rows; ignores --manifest; " + "; ".join(
                                  f"{p.name}: {p.description}, {p.iterations} it." for p in PROFILES.values()))
     parser.add_argument("--scenarios", nargs="+", default=None, choices=[*SCENARIOS, "none"],
-                        help="with --profile: scenarios (row groups) to run; default all; 'none' for ablations only")
+                        help="with --profile: scenarios (row groups) to run; default all; 'none' for ablation rows "
+                             "only (the default JSSL row they compare with is then read from finished runs, not "
+                             "trained)")
     parser.add_argument("--ablation", nargs="+", default=None, choices=[*ABLATIONS, "all", "none"],
                         help="with --profile: ablation rows (JSSL on the anatomy-shift scenario at 8x) to run; "
                              "naming rows runs only them (and the default JSSL row they compare with); default "
@@ -132,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--figure-slice", type=int, default=None,
                         help="slice of the first test volume shown in the figure (default: its middle slice)")
     parser.add_argument("--fresh", action="store_true", help="retrain and re-score runs that already exist")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the report from the runs that finished in --work-dir (others are "
+                             "left out and listed as missing)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; 0 = torch's default (one per core). 1 is the default because "
                              "on a shared 2-core machine 2 threads were 4-30x slower per step (oversubscription)")
@@ -160,6 +165,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         # naming ablation rows runs only them; otherwise every scenario's table
         scenarios = args.scenarios or ([] if named_rows else list(SCENARIOS))
         args.scenarios = [] if scenarios == ["none"] else scenarios
+        args.scenarios_none = scenarios == ["none"]
         rows = args.ablation or ["all"]
         args.ablation = list(ABLATIONS) if rows == ["all"] else [] if rows == ["none"] else rows
     if args.quick:
@@ -252,11 +258,17 @@ def _run_jobs(
         logger.info(f"=== {name}")
         start = time.perf_counter()
         if job[0] == "classical":
-            result = run_classical(settings, classical_methods, job[1], work_dir, args.fresh)
+            result = run_classical(settings, classical_methods, job[1], work_dir, args.fresh, args.report_only)
+            if result is None:
+                logger.info(f"=== {name}: not finished, left out (--report-only)")
+                continue
             classical[job[1]] = result
             scores = ", ".join(f"{m} SSIM {result['summary'][m]['ssim']:.4f}" for m in classical_methods)
         else:
-            result = run_learned(settings, job[1], job[2], job[3], work_dir, args.fresh)
+            result = run_learned(settings, job[1], job[2], job[3], work_dir, args.fresh, args.report_only)
+            if result is None:
+                logger.info(f"=== {name}: not finished, left out (--report-only)")
+                continue
             learned.append(result)
             scores = (f"train {result['train_seconds']:.0f} s ({result['seconds_per_iteration']:.3f} s/it), "
                       f"eval {result['eval_seconds']:.0f} s; SSIM {result['summary']['ssim']:.4f} "
@@ -308,33 +320,39 @@ def _profile_main(args: argparse.Namespace, bundle: Path) -> int:
                   if r["acceleration"] == recon_acc and r["seed"] == args.seeds[0]}
         logger.info(f"reconstructing one {name} test slice at {recon_acc}x for the figure")
         recon = reconstruct_slice(settings, recon_acc, models, [m for m in args.methods if m in CLASSICAL],
-                                  args.figure_slice)
+                                  args.figure_slice) if models else None
         args.out.mkdir(parents=True, exist_ok=True)
         figure(args.out / f"quality_{name}.png", table, args.accelerations, recon, recon_acc,
                {**report_settings, "manifest": str(manifest)}, curves=learned)
         scenarios[name] = {
             "manifest": str(manifest), "table": table, "targets": targets(table, args.accelerations),
             "classical": {f"{acc}x": r for acc, r in classical.items()}, "learned": learned,
-            "figure": {"file": f"quality_{name}.png", "acceleration": recon_acc, "filename": recon["filename"],
-                       "slice": recon["slice"], "seed": args.seeds[0]},
+            "expected_runs": len([m for m in args.methods if m in LEARNED]) * len(args.accelerations) * len(args.seeds),
+            "figure": {"file": f"quality_{name}.png", "acceleration": recon_acc, "seed": args.seeds[0],
+                       **({"filename": recon["filename"], "slice": recon["slice"]} if recon else {})},
         }
     ablation_rows: dict[str, Any] = {}
     if args.ablation:
         manifest = scenario_manifest(args.data_dir, profile.presets["abdomen"])
         settings = {**base, "manifest": str(manifest)}
-        _, default, log = _run_jobs(args, settings, work_root / "abdomen", methods=["jssl"], accelerations=[8],
-                                    label="ablation default")
-        runs_log += log
-        ablation_rows["default"] = default
         for name in args.ablation:
             ablation = ABLATIONS[name]
             folder = work_root / "abdomen" / f"ablation_{name}"
             row_settings = {**settings, "manifest": str(ablation_manifest(manifest, ablation, folder)),
-                            "overrides": {**args.overrides, **ablation.overrides}, "mode": ablation.mode}
+                            "overrides": {**args.overrides, **ablation.overrides}, "mode": ablation.mode,
+                            "tracking_dir": str(work_root / "abdomen" / "ablations")}
             _, learned, log = _run_jobs(args, row_settings, folder, methods=["jssl"], accelerations=[8],
                                         label=f"ablation {name}")
             runs_log += log
             ablation_rows[name] = learned
+        # last: the default row is the scenario table's JSSL at 8x, usually finished (and reused) by then; with
+        # '--scenarios none' it is only read, so a parallel scenario process that trains it never races this one
+        _, default, log = _run_jobs(argparse.Namespace(**{**vars(args), "report_only": args.report_only or
+                                                          args.scenarios_none}),
+                                    settings, work_root / "abdomen", methods=["jssl"], accelerations=[8],
+                                    label="ablation default")
+        runs_log += log
+        ablation_rows = {"default": default, **ablation_rows}
     wall_s = time.perf_counter() - wall_start
     run_s = sum(r["wall_seconds"] for r in runs_log)
     text = profile_markdown(scenarios, ablation_rows, report_settings, machine, wall_s, run_s)

@@ -83,12 +83,15 @@ def profile_markdown(
         f"{settings['seeds']} of the per-seed means over test volumes; classical methods are deterministic (—).",
     ]
     for name, data in scenarios.items():
+        finished = (f"Learned runs finished: {len(data['learned'])} of {data['expected_runs']} (a row's std is over "
+                    "the seeds that finished)." if len(data["learned"]) < data["expected_runs"] else "")
         lines += ["", f"## {SCENARIOS[name]}", "", *table_lines(data["table"], accs), "",
+                  *([finished, ""] if finished else []),
                   "Targets:", "", *[f"- {t}" for t in target_lines(data["targets"])], "",
                   *convergence_lines(data["learned"], settings["iterations"]), "",
-                  f"Figure: `{data['figure']['file']}` (test slice {data['figure']['filename']} "
-                  f"s{data['figure']['slice']} at {data['figure']['acceleration']}x, seed {data['figure']['seed']}; "
-                  "learning curves of every run)."]
+                  f"Figure: `{data['figure']['file']}` (test slice {data['figure'].get('filename', '-')} "
+                  f"s{data['figure'].get('slice', '-')} at {data['figure']['acceleration']}x, seed "
+                  f"{data['figure']['seed']}; learning curves of every run)."]
     if ablations:
         table, verdicts = _ablation_table(ablations)
         learned = [r for rows in ablations.values() for r in rows]

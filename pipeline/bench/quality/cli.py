@@ -338,8 +338,11 @@ def _profile_main(args: argparse.Namespace, bundle: Path) -> int:
         for name in args.ablation:
             ablation = ABLATIONS[name]
             folder = work_root / "abdomen" / f"ablation_{name}"
+            overrides = {**args.overrides, **ablation.overrides}
+            if "network" in ablation.overrides:  # another network: the profile's size of it
+                overrides["network_size"] = profile.other_networks[ablation.overrides["network"]]
             row_settings = {**settings, "manifest": str(ablation_manifest(manifest, ablation, folder)),
-                            "overrides": {**args.overrides, **ablation.overrides}, "mode": ablation.mode,
+                            "overrides": overrides, "mode": ablation.mode,
                             "tracking_dir": str(work_root / "abdomen" / "ablations")}
             _, learned, log = _run_jobs(args, row_settings, folder, methods=["jssl"], accelerations=[8],
                                         label=f"ablation {name}")

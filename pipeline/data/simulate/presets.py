@@ -90,6 +90,14 @@ _TARGET = DomainSpec("coronal", "flair", "CORFLAIR", num_coils=6, coil_radius=1.
 _SMALL_VOLUMES = {"proxy": (4, 6), "target": (4, 3), "validation": (1, 2), "test": (3, 3)}
 _ABDOMEN = DomainSpec("coronal", "fa15", "CORVFA15", num_coils=6, coil_radius=1.25, snr=25.0, anatomy="abdomen")
 
+
+
+def _quality_preset(name: str, recon_size: int, proxy: DomainSpec, target: DomainSpec) -> Preset:
+    """A quality-benchmark scenario: 5 mm slices and gaps, proxies 4 x 6, target slabs 4 x 3, 1 x 2, 3 x 3."""
+    return Preset(name=name, recon_size=recon_size, pad_columns=4, proxy=proxy, target=target,
+                  volumes=_SMALL_VOLUMES, slice_spacing_mm=5.0, slab_gap_mm=5.0)
+
+
 PRESETS: dict[str, Preset] = {
     "demo": Preset(
         name="demo",
@@ -110,48 +118,14 @@ PRESETS: dict[str, Preset] = {
         slab_gap_mm=8.0,
     ),
     # quality benchmark, CPU profile: 64 px, 4 coils; brain proxy -> brain target (contrast/orientation shift)
-    "cpu_brain": Preset(
-        name="cpu_brain",
-        recon_size=64,
-        pad_columns=4,
-        proxy=dataclasses.replace(_PROXY, num_coils=4),
-        target=dataclasses.replace(_TARGET, num_coils=4),
-        volumes=_SMALL_VOLUMES,
-        slice_spacing_mm=5.0,
-        slab_gap_mm=5.0,
-    ),
+    "cpu_brain": _quality_preset("cpu_brain", 64, dataclasses.replace(_PROXY, num_coils=4),
+                                 dataclasses.replace(_TARGET, num_coils=4)),
     # quality benchmark, CPU profile: brain proxy -> real abdomen target (anatomy shift)
-    "cpu_abdomen": Preset(
-        name="cpu_abdomen",
-        recon_size=64,
-        pad_columns=4,
-        proxy=dataclasses.replace(_PROXY, num_coils=4),
-        target=dataclasses.replace(_ABDOMEN, num_coils=4),
-        volumes=_SMALL_VOLUMES,
-        slice_spacing_mm=5.0,
-        slab_gap_mm=5.0,
-    ),
+    "cpu_abdomen": _quality_preset("cpu_abdomen", 64, dataclasses.replace(_PROXY, num_coils=4),
+                                   dataclasses.replace(_ABDOMEN, num_coils=4)),
     # quality benchmark, GPU profile: the demo's sizes, for both scenarios
-    "gpu_brain": Preset(
-        name="gpu_brain",
-        recon_size=128,
-        pad_columns=4,
-        proxy=_PROXY,
-        target=_TARGET,
-        volumes=_SMALL_VOLUMES,
-        slice_spacing_mm=5.0,
-        slab_gap_mm=5.0,
-    ),
-    "gpu_abdomen": Preset(
-        name="gpu_abdomen",
-        recon_size=128,
-        pad_columns=4,
-        proxy=_PROXY,
-        target=_ABDOMEN,
-        volumes=_SMALL_VOLUMES,
-        slice_spacing_mm=5.0,
-        slab_gap_mm=5.0,
-    ),
+    "gpu_brain": _quality_preset("gpu_brain", 128, _PROXY, _TARGET),
+    "gpu_abdomen": _quality_preset("gpu_abdomen", 128, _PROXY, _ABDOMEN),
 }
 """Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests;
 ``cpu_brain`` / ``cpu_abdomen`` and ``gpu_brain`` / ``gpu_abdomen``: the quality benchmark's brain-to-brain and

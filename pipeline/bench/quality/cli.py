@@ -314,6 +314,9 @@ def _profile_main(args: argparse.Namespace, bundle: Path) -> int:
         settings = {**base, "manifest": str(manifest)}
         classical, learned, log = _run_jobs(args, settings, work_root / name, label=f"quality {name}")
         runs_log += log
+        if not classical and not learned:  # --report-only before any run of the scenario finished
+            logger.info(f"scenario {name}: no finished run, left out of the report")
+            continue
         table = aggregate(classical, learned, args.methods, args.accelerations)
         recon_acc = 8 if 8 in args.accelerations else max(args.accelerations)
         models = {r["method"]: r["model_path"] for r in learned

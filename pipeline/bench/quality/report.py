@@ -92,6 +92,9 @@ def profile_markdown(
                   f"Figure: `{data['figure']['file']}` (test slice {data['figure'].get('filename', '-')} "
                   f"s{data['figure'].get('slice', '-')} at {data['figure']['acceleration']}x, seed "
                   f"{data['figure']['seed']}; learning curves of every run)."]
+    for name in settings.get("scenarios", []):
+        if name not in scenarios:
+            lines += ["", f"## {SCENARIOS[name]}", "", "No run of this scenario had finished when this report was written."]
     if ablations:
         table, verdicts = _ablation_table(ablations)
         learned = [r for rows in ablations.values() for r in rows]

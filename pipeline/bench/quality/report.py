@@ -94,7 +94,8 @@ def profile_markdown(
                   f"{data['figure']['seed']}; learning curves of every run)."]
     for name in settings.get("scenarios", []):
         if name not in scenarios:
-            lines += ["", f"## {SCENARIOS[name]}", "", "No run of this scenario had finished when this report was written."]
+            lines += ["", f"## {SCENARIOS[name]}", "",
+                      "No run of this scenario had finished when this report was written."]
     if ablations:
         table, verdicts = _ablation_table(ablations)
         learned = [r for rows in ablations.values() for r in rows]

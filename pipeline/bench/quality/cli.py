@@ -299,6 +299,7 @@ def _profile_main(args: argparse.Namespace, bundle: Path) -> int:
     }
     report_settings = {
         **base, "profile": profile.name, "profile_description": profile.description,
+        "profile_iterations": profile.iterations,
         "accelerations": args.accelerations, "seeds": args.seeds, "methods": args.methods,
         "center_fractions": {f"{a}x": CENTER_FRACTIONS[a] for a in args.accelerations},
         "target_section": "target_reference", "override_stored_masks": True, "work_dir": str(work_root),

@@ -215,7 +215,8 @@ def target_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
             parts.append(f"JSSL closes {100 * e['gap_closed']:.0f} % of the SSL->oracle SSIM gap")
         if "ssl_above_zero_filled" in e:
             parts.append("SSL above zero-filled on every metric: " + ("yes" if e["ssl_above_zero_filled"] else "NO"))
-        lines.append(f"{e['acceleration']}x: " + "; ".join(parts))
+        if parts:
+            lines.append(f"{e['acceleration']}x: " + "; ".join(parts))
     return lines
 
 

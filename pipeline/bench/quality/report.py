@@ -36,6 +36,7 @@ def _ablation_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[li
         if agg:
             table[name] = agg
     labels = {"default": DEFAULT_ABLATION_LABEL, **{n: a.label for n, a in ABLATIONS.items()}}
+    labels = {name: f"{labels[name]} [{row['8x']['n']} seed(s)]" for name, row in table.items()}
     lines = table_lines(table, [8], labels)
     verdicts = []
     base = table.get("default", {}).get("8x")
@@ -45,7 +46,8 @@ def _ablation_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[li
         r = row["8x"]
         better = beyond_std(r, base, "ssim") and beyond_std(r, base, "psnr")
         worse = beyond_std(base, r, "ssim") and beyond_std(base, r, "psnr")
-        verdict = ("better than the default beyond ±1 std" if better else
+        verdict = ("no verdict: fewer than 2 seeds finished" if min(r["n"], base["n"]) < 2 else
+                   "better than the default beyond ±1 std" if better else
                    "worse than the default beyond ±1 std" if worse else "no difference beyond ±1 std")
         verdicts.append(f"{ABLATIONS[name].label}: SSIM {r['ssim'] - base['ssim']:+.4f}, PSNR "
                         f"{r['psnr'] - base['psnr']:+.2f} dB vs default: {verdict}. Guideline tested: "
@@ -98,7 +100,7 @@ def profile_markdown(
                       "No run of this scenario had finished when this report was written."]
     if ablations:
         table, verdicts = _ablation_table(ablations)
-        learned = [r for rows in ablations.values() for r in rows]
+        learned = [{**r, "method": f"{name} ({r['method']})"} for name, rows in ablations.items() for r in rows]
         lines += ["", "## Ablations: JSSL on the anatomy shift at 8x", "", *table, "",
                   *[f"- {v}" for v in verdicts], "", *convergence_lines(learned, settings["iterations"])]
     seconds = [r["seconds_per_iteration"] for data in scenarios.values() for r in data["learned"]]

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from pipeline.keys import Keys
+from pipeline.networks.output import ReconstructionOutput, replace_measured, restrict_to_band
 
 #: ``precision`` setting -> autocast dtype (``None``: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -45,6 +46,28 @@ def network_inputs(
     if nlf is not None:
         nlf = torch.as_tensor(nlf).to(device=device, dtype=torch.long)
     return kspace, mask, nlf
+
+
+def constrain_output(
+    output: ReconstructionOutput,
+    batch: Mapping[str, Any],
+    device: torch.device,
+    band_limit: bool = True,
+    data_consistency: bool = True,
+) -> ReconstructionOutput:
+    """The network output under the constraints of what is known about the data, for training and evaluation.
+
+    The one place where they are applied: first the measured samples replace the prediction on the input mask
+    (:func:`pipeline.networks.output.replace_measured`, when ``data_consistency``), then the k-space is set to
+    zero outside each sample's acquirable phase-encode band ``Keys.PE_RANGE``
+    (:func:`pipeline.networks.output.restrict_to_band`, when ``band_limit`` and the batch has the key).
+    """
+    if data_consistency:
+        kspace_in, mask_in, _ = network_inputs(batch, device)
+        output = replace_measured(output, kspace_in, mask_in)
+    if band_limit and Keys.PE_RANGE in batch:
+        output = restrict_to_band(output, torch.as_tensor(batch[Keys.PE_RANGE]).to(device))
+    return output
 
 
 def recon_size(batch: Mapping[str, Any]) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from monai.engines.utils import IterationEvents
 
 from pipeline.baselines import BASELINES
 from pipeline.data.errors import DataError
-from pipeline.engines.batching import autocast_context, intensity_scale, network_inputs, recon_size
+from pipeline.engines.batching import autocast_context, constrain_output, intensity_scale, network_inputs, recon_size
 from pipeline.keys import Keys
 from pipeline.physics import center_crop
 from pipeline.transforms import denormalize
@@ -40,6 +40,12 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             metrics only next to a key metric, so they are passed together here).
         val_handlers: as in MONAI.
         precision: autocast precision for the network (``"fp32"``, ``"bf16"``, ``"fp16"``).
+        epoch_length: as in MONAI.
+        band_limit: zero the predicted k-space outside each sample's acquirable phase-encode band
+            (``Keys.PE_RANGE``) before forming the image, as the trainer does
+            (:func:`pipeline.engines.batching.constrain_output`).
+        data_consistency: replace the predicted k-space by the measured input on the input mask before the
+            loss / image (hard data consistency, :func:`pipeline.networks.output.replace_measured`).
 
     ``engine.state.output`` is a dict of batched tensors: ``Keys.PRED`` ``(B, 1, Hr, Wr)``, each
     baseline ``(B, 1, Hr, Wr)``, ``Keys.TARGET`` (when the batch has one) and the pass-through keys.
@@ -55,6 +61,8 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         val_handlers: Sequence | None = None,
         precision: str = "fp32",
         epoch_length: int | None = None,
+        band_limit: bool = True,
+        data_consistency: bool = True,
     ) -> None:
         unknown = [name for name in baselines if name not in BASELINES]
         if unknown:
@@ -79,6 +87,8 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         self.baselines = list(baselines)
         autocast_context(torch.device(device), precision)
         self.precision = precision
+        self.band_limit = bool(band_limit)
+        self.data_consistency = bool(data_consistency)
 
     def _iteration(self, engine: ReconstructionEvaluator, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
         if batchdata is None:
@@ -98,7 +108,10 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
             engine.network.eval()
             with torch.no_grad(), autocast_context(device, engine.precision):
-                result = engine.network(kspace_in, mask_in, nlf)
+                result = constrain_output(
+                    engine.network(kspace_in, mask_in, nlf), batchdata, device,
+                    engine.band_limit, engine.data_consistency,
+                )
             output[Keys.PRED] = denormalize(center_crop(result.image.float(), crop).unsqueeze(1), scale)
         for name in engine.baselines:
             kspace = batchdata[Keys.MASKED_KSPACE]

@@ -17,7 +17,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 
-from pipeline.engines.batching import autocast_context, loss_arguments, network_inputs
+from pipeline.engines.batching import autocast_context, constrain_output, loss_arguments, network_inputs
 from pipeline.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,13 @@ class JSSLTrainer(SupervisedTrainer):
             that the gradient scaler skips while it calibrates are not counted.
         epoch_length: steps per epoch (default ``len(train_data_loader)``).
         train_handlers: Ignite/MONAI handlers.
+        non_blocking: as in MONAI.
+        band_limit: zero the predicted k-space outside each sample's acquirable phase-encode band
+            (``Keys.PE_RANGE``) before the loss (:func:`pipeline.engines.batching.constrain_output`). Without it a
+            self-supervised branch leaves those columns unconstrained and diverges; keep it equal to the
+            evaluator's setting.
+        data_consistency: replace the predicted k-space by the measured input on the input mask before the
+            loss / image (hard data consistency, :func:`pipeline.networks.output.replace_measured`).
 
     The iteration output (``engine.state.output``) is a dict of floats: ``loss`` (weighted, of this
     step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, and ``skipped_steps`` (non-finite
@@ -79,6 +86,8 @@ class JSSLTrainer(SupervisedTrainer):
         epoch_length: int | None = None,
         train_handlers: Sequence | None = None,
         non_blocking: bool = False,
+        band_limit: bool = True,
+        data_consistency: bool = True,
     ) -> None:
         super().__init__(
             device=device,
@@ -94,6 +103,8 @@ class JSSLTrainer(SupervisedTrainer):
             optim_set_to_none=True,
         )
         self.losses = dict(losses)
+        self.band_limit = bool(band_limit)
+        self.data_consistency = bool(data_consistency)
         self.branch_weights = {name: float((branch_weights or {}).get(name, 1.0)) for name in self.losses}
         for name, weight in self.branch_weights.items():
             if weight < 0:
@@ -126,6 +137,7 @@ class JSSLTrainer(SupervisedTrainer):
         engine.optimizer.zero_grad(set_to_none=True)
         with autocast_context(device, engine.precision):
             output = engine.network(kspace_in, mask_in, nlf)
+        output = constrain_output(output, batchdata, device, engine.band_limit, engine.data_consistency)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         loss, terms = engine.losses[branch](output, **loss_kwargs)
         weighted = engine.branch_weights[branch] * loss

@@ -93,3 +93,56 @@ def test_quick_run_writes_json_markdown_and_figure(tmp_path):
     assert quality.main(["--quick", "--out", str(out), "--work-dir", str(tmp_path / "runs")]) == 0
     again = json.loads((out / "quality.json").read_text())
     assert [r["train_seconds"] for r in again["learned"]] == [r["train_seconds"] for r in report["learned"]]
+
+
+def test_profile_defaults_scenarios_and_named_ablation_rows():
+    from pipeline.bench.quality.profiles import ABLATIONS, PROFILES, SCENARIOS
+
+    args = quality.parse_args(["--profile", "cpu"])
+    cpu = PROFILES["cpu"]
+    assert args.accelerations == [4, 8, 16] and args.seeds == [0, 1, 2] and args.iterations == cpu.iterations
+    assert args.network_size == cpu.network_size and args.val_interval == cpu.iterations // cpu.val_points
+    assert args.scenarios == list(SCENARIOS) and args.ablation == list(ABLATIONS)
+    one = quality.parse_args(["--profile", "cpu", "--ablation", "q_0.2"])
+    assert one.scenarios == [] and one.ablation == ["q_0.2"]
+    assert quality.parse_args(["--profile", "cpu", "--ablation", "none"]).ablation == []
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--profile", "cpu", "--quick"])
+
+
+def test_ablation_manifests_keep_the_files_and_change_only_their_section(tmp_path):
+    from pipeline.bench.quality.profiles import ABLATIONS, ablation_manifest
+
+    data = {"name": "x", "data_root": "data", "proxy": [{"file": f"proxy/p{i}.h5"} for i in range(4)],
+            "target": [{"file": "t/t0.h5"}], "validation": [], "test": [],
+            "target_reference": [{"file": "r/t0.h5"}]}
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(data))
+    assert ablation_manifest(manifest, ABLATIONS["q_0.2"], tmp_path / "out") == manifest
+    few = json.loads(ablation_manifest(manifest, ABLATIONS["proxy_25"], tmp_path / "out").read_text())
+    assert few["proxy"] == data["proxy"][:1]
+    assert (tmp_path / "out" / few["data_root"]).resolve() == (tmp_path / "data").resolve()
+    every = json.loads(ablation_manifest(manifest, ABLATIONS["ssl_all"], tmp_path / "out").read_text())
+    assert every["target_reference"] == data["target_reference"] + data["proxy"]
+    assert ABLATIONS["ssl_all"].mode == "ssl"
+
+
+def test_targets_need_non_overlapping_std_and_measure_the_gap_closed():
+    def row(ssim, psnr, nmse, std=0.01):
+        return {"8x": {"ssim": ssim, "psnr": psnr, "nmse": nmse, "ssim_std": std, "psnr_std": std * 10,
+                       "nmse_std": std / 10, "n": 3}}
+
+    table = {"zero_filled": row(0.60, 20.0, 0.10, 0.0), "sl": row(0.70, 23.0, 0.05),
+             "ssl": row(0.65, 21.0, 0.08), "jssl": row(0.72, 24.0, 0.04), "sl_target": row(0.75, 25.0, 0.03)}
+    (entry,) = tables.targets(table, [8])
+    assert entry["jssl_vs_ssl"]["beyond_std"] and not entry["jssl_vs_sl"]["beyond_std"]
+    assert entry["jssl_vs_sl"]["better"] and entry["ssl_above_zero_filled"]
+    assert entry["gap_closed"] == pytest.approx(0.7)
+    assert "70 %" in tables.target_lines([entry])[0]
+
+
+def test_late_gain_reads_the_last_fifth_of_the_budget():
+    from pipeline.bench.quality.runs import late_gain
+
+    assert late_gain([[50, 0.5], [100, 0.6], [160, 0.70], [200, 0.703]], 200) == pytest.approx(0.003)
+    assert late_gain([[200, 0.7]], 200) is None

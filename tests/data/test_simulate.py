@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -172,3 +173,21 @@ def test_target_reference_is_the_target_acquisition_fully_sampled(tiny_dataset):
             mask = a["mask"][()][:, None, None, :]
             np.testing.assert_array_equal(a["kspace"][()], r["kspace"][()] * mask)
             assert np.abs(r["kspace"][()] * ~mask).max() > 0
+
+
+def test_abdomen_target_is_real_anatomy_at_disjoint_positions():
+    from pipeline.data.simulate.anatomy import field_of_view, object_slice, slice_positions
+
+    preset = PRESETS["cpu_abdomen"]
+    assert preset.target.anatomy == "abdomen" and preset.proxy.anatomy == "brain"
+    positions = slice_positions(preset, "target")
+    flat = {s: np.concatenate(v) for s, v in positions.items()}
+    assert not set(flat["target"]) & set(flat["test"]) and not set(flat["validation"]) & set(flat["test"])
+    assert not set(flat["target"]) & set(flat["validation"])
+    fov, _ = field_of_view(preset.target)
+    image = object_slice(preset.target, float(flat["test"][0]), (48, 48), pixel_mm=fov / 48)
+    assert image.shape == (48, 48) and image.min() >= 0
+    # a real body: most of the field of view is tissue, with structure (not a flat phantom)
+    assert (image > 0.1 * image.max()).mean() > 0.3 and image.std() > 0.15 * image.mean()
+    with pytest.raises(ValueError, match="flip angles"):
+        object_slice(dataclasses.replace(preset.target, contrast="t2"), float(flat["test"][0]), (8, 8), 1.0)

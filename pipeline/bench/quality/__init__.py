@@ -3,7 +3,9 @@
 Usage (paths relative to the current directory; ``--bundle`` and ``--manifest`` default to
 ``bundles/jssl_varnet`` and ``data_manifests/demo.json``)::
 
-    python -m pipeline.bench.quality                      # full run (~1 h on 2 CPU cores)
+    python -m pipeline.bench.quality --profile cpu        # both scenarios, 4x/8x/16x, 3 seeds, ablations
+    python -m pipeline.bench.quality --profile cpu --ablation q_0.2   # one ablation row
+    python -m pipeline.bench.quality                      # the demo data only (brain to brain, 4x and 8x)
     python -m pipeline.bench.quality --quick              # smoke run on the tiny preset (< 1 min)
     python -m pipeline.bench.quality --help
 
@@ -28,7 +30,17 @@ from file name and slice), and the SSL branch sees only that subsampled k-space.
 per-volume NMSE / PSNR / SSIM (:class:`pipeline.metrics.VolumeMetrics`); a learned method's row is the
 mean and the sample standard deviation over seeds of the per-seed means over test volumes.
 
+With ``--profile cpu`` (or ``gpu``) the data are two simulated scenarios (:mod:`~pipeline.bench.quality.profiles`):
+a brain proxy with a real abdomen target (the anatomy shift of the paper's setting) and a brain proxy with a
+brain target in another contrast and orientation, each with its own table, targets (JSSL vs SSL and vs SL-proxy
+beyond ±1 std, share of the SSL->oracle SSIM gap closed, SSL vs zero-filled), convergence check (validation
+SSIM gains < 0.005 over the last 20 % of the budget) and figure with learning curves; then the ablation rows
+(JSSL on the anatomy shift at 8x with one setting changed: SL:SSL ratio, proxy amount, SSDU q, SSL on
+everything, vSHARP). ``--report-only`` writes the report from finished runs.
+
 Modules: :mod:`~pipeline.bench.quality.methods` (methods, labels, masks, defaults),
+:mod:`~pipeline.bench.quality.profiles` (profiles, scenarios, ablations), :mod:`~pipeline.bench.quality.report`
+(the ``--profile`` report),
 :mod:`~pipeline.bench.quality.runs` (train / evaluate through the bundle, reuse of finished runs),
 :mod:`~pipeline.bench.quality.tables` (aggregation, JSSL vs SSL, markdown),
 :mod:`~pipeline.bench.quality.figure` (``quality.png``) and :mod:`~pipeline.bench.quality.cli`.

@@ -27,8 +27,10 @@ from pipeline.bench.quality.methods import (
     LEARNED,
     METHODS,
 )
+from pipeline.bench.quality.profiles import ABLATIONS, PROFILES, SCENARIOS, ablation_manifest, scenario_manifest
+from pipeline.bench.quality.report import profile_markdown
 from pipeline.bench.quality.runs import run_classical, run_learned
-from pipeline.bench.quality.tables import aggregate, comparison_lines, comparisons, markdown
+from pipeline.bench.quality.tables import aggregate, comparison_lines, comparisons, markdown, targets
 
 __all__ = ["main", "parse_args"]
 
@@ -90,6 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny preset generated into a temporary folder, 1 seed, 4x only, "
                              "a handful of iterations, 'tiny' network (ignores --manifest)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="full benchmark at a profile's sizes and budget: both scenarios (brain -> abdomen "
+                             "anatomy shift, brain -> brain), 4x/8x/16x, 3 seeds, learning curves, and the "
+                             "ablation rows; ignores --manifest; " + "; ".join(
+                                 f"{p.name}: {p.description}, {p.iterations} it." for p in PROFILES.values()))
+    parser.add_argument("--scenarios", nargs="+", default=None, choices=[*SCENARIOS, "none"],
+                        help="with --profile: scenarios (row groups) to run; default all; 'none' for ablation rows "
+                             "only (the default JSSL row they compare with is then read from finished runs, not "
+                             "trained)")
+    parser.add_argument("--ablation", nargs="+", default=None, choices=[*ABLATIONS, "all", "none"],
+                        help="with --profile: ablation rows (JSSL on the anatomy-shift scenario at 8x) to run; "
+                             "naming rows runs only them (and the default JSSL row they compare with); default "
+                             "all; 'none' skips them")
+    parser.add_argument("--data-dir", type=Path, default=Path("data") / "quality",
+                        help="with --profile: where the scenarios' data are simulated on first use")
     parser.add_argument("--accelerations", type=int, nargs="+", default=None,
                         help=f"accelerations (centre fractions {CENTER_FRACTIONS}); default "
                              f"{' '.join(map(str, DEFAULT_ACCELERATIONS))}")
@@ -107,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=2, help="training batch size")
     parser.add_argument("--readout-crop", type=_bool, default=True,
                         help="halve the 2x-oversampled readout (2x faster, same metrics region)")
+    parser.add_argument("--mask-type", default="equispaced",
+                        help="1-D mask of the target slices (one fixed mask per slice) and of proxy training, "
+                             "a name of pipeline.transforms.masks.MASK_TYPES")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per training loader")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
                         help="extra train.json override for every learned run, value parsed as JSON when it "
@@ -114,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--figure-slice", type=int, default=None,
                         help="slice of the first test volume shown in the figure (default: its middle slice)")
     parser.add_argument("--fresh", action="store_true", help="retrain and re-score runs that already exist")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the report from the runs that finished in --work-dir (others are "
+                             "left out and listed as missing)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; 0 = torch's default (one per core). 1 is the default because "
                              "on a shared 2-core machine 2 threads were 4-30x slower per step (oversubscription)")
@@ -129,6 +152,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        if args.quick:
+            parser.error("--profile and --quick exclude each other")
+        profile = PROFILES[args.profile]
+        args.accelerations = args.accelerations or list(profile.accelerations)
+        args.seeds = args.seeds or list(profile.seeds)
+        args.iterations = args.iterations or profile.iterations
+        args.network_size = args.network_size or profile.network_size
+        args.val_interval = args.val_interval or max(1, args.iterations // profile.val_points)
+        named_rows = args.ablation is not None and args.ablation not in (["all"], ["none"])
+        # naming ablation rows runs only them; otherwise every scenario's table
+        scenarios = args.scenarios or ([] if named_rows else list(SCENARIOS))
+        args.scenarios = [] if scenarios == ["none"] else scenarios
+        args.scenarios_none = scenarios == ["none"]
+        rows = args.ablation or ["all"]
+        args.ablation = list(ABLATIONS) if rows == ["all"] else [] if rows == ["none"] else rows
     if args.quick:
         args.accelerations = args.accelerations or [4]
         args.seeds = args.seeds or [0]
@@ -183,9 +222,18 @@ def _job_name(job: tuple) -> str:
 
 
 def _run_jobs(
-    args: argparse.Namespace, settings: dict[str, Any], work_dir: Path
+    args: argparse.Namespace, settings: dict[str, Any], work_dir: Path, methods: Sequence[str] | None = None,
+    accelerations: Sequence[int] | None = None, label: str = "quality benchmark",
 ) -> tuple[dict[int, dict], list[dict], list[dict]]:
     """Every classical and learned run (reused when finished earlier), with a progress bar.
+
+    Args:
+        args: the options (``methods``, ``accelerations``, ``seeds``, ``fresh``).
+        settings: the run settings.
+        work_dir: folder of the runs.
+        methods: methods to run instead of ``args.methods``.
+        accelerations: accelerations instead of ``args.accelerations``.
+        label: progress-bar title.
 
     Returns:
         ``(classical, learned, runs_log)``: acceleration -> classical result, the learned results, and one
@@ -193,26 +241,34 @@ def _run_jobs(
     """
     from tqdm import tqdm
 
-    classical_methods = [m for m in args.methods if m in CLASSICAL]
-    learned_methods = [m for m in args.methods if m in LEARNED]
-    jobs: list[tuple] = [("classical", acc) for acc in args.accelerations if classical_methods]
+    methods = list(args.methods if methods is None else methods)
+    accelerations = list(args.accelerations if accelerations is None else accelerations)
+    classical_methods = [m for m in methods if m in CLASSICAL]
+    learned_methods = [m for m in methods if m in LEARNED]
+    jobs: list[tuple] = [("classical", acc) for acc in accelerations if classical_methods]
     # seed-major order: a partial run already has every method at every acceleration for seed 0
-    jobs += [("learned", m, acc, seed) for seed in args.seeds for acc in args.accelerations for m in learned_methods]
+    jobs += [("learned", m, acc, seed) for seed in args.seeds for acc in accelerations for m in learned_methods]
     classical: dict[int, dict] = {}
     learned: list[dict] = []
     runs_log: list[dict] = []
-    bar = tqdm(jobs, desc="quality benchmark", unit="run", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(jobs, desc=label, unit="run", file=sys.stderr, dynamic_ncols=True)
     for job in bar:
         name = _job_name(job)
         bar.set_postfix_str(name)
         logger.info(f"=== {name}")
         start = time.perf_counter()
         if job[0] == "classical":
-            result = run_classical(settings, classical_methods, job[1], work_dir, args.fresh)
+            result = run_classical(settings, classical_methods, job[1], work_dir, args.fresh, args.report_only)
+            if result is None:
+                logger.info(f"=== {name}: not finished, left out (--report-only)")
+                continue
             classical[job[1]] = result
             scores = ", ".join(f"{m} SSIM {result['summary'][m]['ssim']:.4f}" for m in classical_methods)
         else:
-            result = run_learned(settings, job[1], job[2], job[3], work_dir, args.fresh)
+            result = run_learned(settings, job[1], job[2], job[3], work_dir, args.fresh, args.report_only)
+            if result is None:
+                logger.info(f"=== {name}: not finished, left out (--report-only)")
+                continue
             learned.append(result)
             scores = (f"train {result['train_seconds']:.0f} s ({result['seconds_per_iteration']:.3f} s/it), "
                       f"eval {result['eval_seconds']:.0f} s; SSIM {result['summary']['ssim']:.4f} "
@@ -224,6 +280,98 @@ def _run_jobs(
                          "reused_from_earlier_start": reused})
         logger.info(f"=== {name} done in {elapsed:.1f} s: {scores}")
     return classical, learned, runs_log
+
+
+def _profile_main(args: argparse.Namespace, bundle: Path) -> int:
+    """``--profile``: every scenario's table, the ablation rows, learning curves and one figure per scenario.
+
+    Runs live in ``<work-dir>/<scenario>/`` (ablations in ``<work-dir>/abdomen/ablation_<name>/``) and are reused
+    by later starts with the same settings, so scenarios and ablation rows can run as separate processes with
+    the same ``--work-dir`` and a final plain ``--profile`` start writes the combined report.
+    """
+    profile = PROFILES[args.profile]
+    wall_start = time.perf_counter()
+    work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{profile.name}").resolve()
+    base: dict[str, Any] = {
+        "bundle": str(bundle), "iterations": args.iterations, "val_interval": args.val_interval,
+        "network_size": args.network_size, "batch_size": args.batch_size, "readout_crop": args.readout_crop,
+        "num_workers": args.num_workers, "mask_type": args.mask_type, "overrides": args.overrides,
+    }
+    report_settings = {
+        **base, "profile": profile.name, "profile_description": profile.description,
+        "profile_iterations": profile.iterations,
+        "accelerations": args.accelerations, "seeds": args.seeds, "methods": args.methods,
+        "center_fractions": {f"{a}x": CENTER_FRACTIONS[a] for a in args.accelerations},
+        "target_section": "target_reference", "override_stored_masks": True, "work_dir": str(work_root),
+        "torch_threads": torch.get_num_threads(), "scenarios": args.scenarios, "ablations": args.ablation,
+    }
+    machine = machine_info()
+    logger.info(f"machine: {machine}")
+    logger.info(f"settings: {report_settings}")
+    runs_log: list[dict] = []
+    scenarios: dict[str, dict[str, Any]] = {}
+    for name in args.scenarios:
+        manifest = scenario_manifest(args.data_dir, profile.presets[name])
+        settings = {**base, "manifest": str(manifest)}
+        classical, learned, log = _run_jobs(args, settings, work_root / name, label=f"quality {name}")
+        runs_log += log
+        if not classical and not learned:  # --report-only before any run of the scenario finished
+            logger.info(f"scenario {name}: no finished run, left out of the report")
+            continue
+        table = aggregate(classical, learned, args.methods, args.accelerations)
+        recon_acc = 8 if 8 in args.accelerations else max(args.accelerations)
+        models = {r["method"]: r["model_path"] for r in learned
+                  if r["acceleration"] == recon_acc and r["seed"] == args.seeds[0]}
+        logger.info(f"reconstructing one {name} test slice at {recon_acc}x for the figure")
+        recon = reconstruct_slice(settings, recon_acc, models, [m for m in args.methods if m in CLASSICAL],
+                                  args.figure_slice) if models else None
+        args.out.mkdir(parents=True, exist_ok=True)
+        figure(args.out / f"quality_{name}.png", table, args.accelerations, recon, recon_acc,
+               {**report_settings, "manifest": str(manifest)}, curves=learned)
+        scenarios[name] = {
+            "manifest": str(manifest), "table": table, "targets": targets(table, args.accelerations),
+            "classical": {f"{acc}x": r for acc, r in classical.items()}, "learned": learned,
+            "expected_runs": len([m for m in args.methods if m in LEARNED]) * len(args.accelerations) * len(args.seeds),
+            "figure": {"file": f"quality_{name}.png", "acceleration": recon_acc, "seed": args.seeds[0],
+                       **({"filename": recon["filename"], "slice": recon["slice"]} if recon else {})},
+        }
+    ablation_rows: dict[str, Any] = {}
+    if args.ablation:
+        manifest = scenario_manifest(args.data_dir, profile.presets["abdomen"])
+        settings = {**base, "manifest": str(manifest)}
+        for name in args.ablation:
+            ablation = ABLATIONS[name]
+            folder = work_root / "abdomen" / f"ablation_{name}"
+            overrides = {**args.overrides, **ablation.overrides}
+            if "network" in ablation.overrides:  # another network: the profile's size of it
+                overrides["network_size"] = profile.other_networks[ablation.overrides["network"]]
+            row_settings = {**settings, "manifest": str(ablation_manifest(manifest, ablation, folder)),
+                            "overrides": overrides, "mode": ablation.mode,
+                            "tracking_dir": str(work_root / "abdomen" / "ablations")}
+            _, learned, log = _run_jobs(args, row_settings, folder, methods=["jssl"], accelerations=[8],
+                                        label=f"ablation {name}")
+            runs_log += log
+            ablation_rows[name] = learned
+        # last: the default row is the scenario table's JSSL at 8x, usually finished (and reused) by then; with
+        # '--scenarios none' it is only read, so a parallel scenario process that trains it never races this one
+        _, default, log = _run_jobs(argparse.Namespace(**{**vars(args), "report_only": args.report_only or
+                                                          args.scenarios_none}),
+                                    settings, work_root / "abdomen", methods=["jssl"], accelerations=[8],
+                                    label="ablation default")
+        runs_log += log
+        ablation_rows = {"default": default, **ablation_rows}
+    wall_s = time.perf_counter() - wall_start
+    run_s = sum(r["wall_seconds"] for r in runs_log)
+    text = profile_markdown(scenarios, ablation_rows, report_settings, machine, wall_s, run_s)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.md").write_text(text)
+    payload = {"settings": report_settings, "machine": machine, "total_wall_seconds": round(wall_s, 1),
+               "sum_of_run_seconds": round(run_s, 1), "scenarios": scenarios, "ablations": ablation_rows,
+               "runs": runs_log}
+    (args.out / "quality.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print("\n" + text)
+    print(f"wrote {args.out / 'quality.json'}, {args.out / 'quality.md'} and the figures ({wall_s / 60:.1f} min)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.profile is not None:
+        return _profile_main(args, bundle)
 
     wall_start = time.perf_counter()
     manifest, work_dir, temp_dir = _prepare(args)
@@ -258,10 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "readout_crop": args.readout_crop,
         "num_workers": args.num_workers,
+        "mask_type": args.mask_type,
         "overrides": args.overrides,
     }
     report_settings = {**settings, "accelerations": args.accelerations, "seeds": args.seeds,
-                       "methods": args.methods, "quick": args.quick, "mask_type": "equispaced",
+                       "methods": args.methods, "quick": args.quick,
                        "center_fractions": {f"{a}x": CENTER_FRACTIONS[a] for a in args.accelerations},
                        "target_section": "target_reference", "override_stored_masks": True,
                        "work_dir": str(work_dir), "torch_threads": torch.get_num_threads()}

@@ -143,10 +143,33 @@ def _reconstructions(fig: Any, grid: Any, ncols: int, recon: Mapping[str, Any], 
         ax.axis("off")
 
 
+def _learning_curves(fig: Any, cell: Any, curves: Sequence[Mapping[str, Any]], accelerations: Sequence[int]) -> None:
+    """Validation SSIM against iterations, one panel per acceleration, one colour per method, a line per seed."""
+    import matplotlib.pyplot as plt
+
+    row = cell.subgridspec(1, len(accelerations))
+    methods = list(dict.fromkeys(r["method"] for r in curves))
+    colors = plt.get_cmap("tab10")
+    for j, acc in enumerate(accelerations):
+        ax = fig.add_subplot(row[0, j])
+        for k, method in enumerate(methods):
+            for n, run in enumerate(r for r in curves if r["method"] == method and r["acceleration"] == acc):
+                points = np.asarray(run.get("curve") or [], dtype=np.float64).reshape(-1, 2)
+                if len(points):
+                    ax.plot(points[:, 0], points[:, 1], color=colors(k), lw=1, alpha=0.8,
+                            label=SHORT_LABELS[method].replace("\n", " ") if n == 0 else None)
+        ax.set_title(f"validation SSIM, {acc}x", fontsize=8)
+        ax.set_xlabel("iteration", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=6)
+
+
 def figure(path: Path, table: Table, accelerations: Sequence[int], recon: Mapping[str, Any] | None,
-           recon_acc: int, settings: Mapping[str, Any]) -> None:
+           recon_acc: int, settings: Mapping[str, Any], curves: Sequence[Mapping[str, Any]] | None = None) -> None:
     """Write ``path`` (PNG): metric bars (mean ± std per method and acceleration) over a row of reconstructions
-    and a row of error maps (both left out when ``recon`` is ``None``).
+    and a row of error maps (both left out when ``recon`` is ``None``), and the learning curves when given.
 
     Args:
         path: output file; its folder is created.
@@ -155,6 +178,7 @@ def figure(path: Path, table: Table, accelerations: Sequence[int], recon: Mappin
         recon: from :func:`reconstruct_slice`, or ``None``.
         recon_acc: the acceleration of ``recon``.
         settings: the report settings (``manifest``, ``network_size``, ``iterations``, ``seeds``).
+        curves: learned results with ``method``, ``acceleration`` and ``curve`` (``[[iteration, val SSIM], ...]``).
     """
     import matplotlib
 
@@ -163,14 +187,17 @@ def figure(path: Path, table: Table, accelerations: Sequence[int], recon: Mappin
 
     shown = [m for m in table if recon is not None and m in recon]
     ncols = max(len(shown) + 1, 3)
-    fig = plt.figure(figsize=(2.1 * ncols, 3.2 + (4.4 if recon is not None else 0)), constrained_layout=True)
-    grid = fig.add_gridspec(3 if recon is not None else 1, 1, height_ratios=[1.25, 1, 1] if recon is not None else [1])
+    heights = [1.25] + ([1, 1] if recon is not None else []) + ([1.1] if curves else [])
+    fig = plt.figure(figsize=(2.1 * ncols, 3.2 + 2.2 * (len(heights) - 1)), constrained_layout=True)
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     _metric_bars(fig, grid[0], table, accelerations)
     fig.suptitle(
         f"{Path(settings['manifest']).stem} test set; learned: {settings['network_size']} VarNet, "
         f"{settings['iterations']} it., seeds {settings['seeds']}", fontsize=10)
     if recon is not None:
         _reconstructions(fig, grid, ncols, recon, shown, recon_acc)
+    if curves:
+        _learning_curves(fig, grid[len(heights) - 1], curves, accelerations)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,6 +28,9 @@ __all__ = ["eval_overrides", "run_classical", "run_learned", "train_overrides"]
 
 logger = logging.getLogger("pipeline.bench.quality")
 
+#: ``--set`` overrides that the evaluation must share with training (how the network output is constrained).
+EVAL_SHARED = ("band_limit", "data_consistency", "network", "network_size")
+
 
 def _digest(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -72,14 +75,28 @@ def eval_overrides(settings: Mapping[str, Any], output_dir: Path, acc: int, base
         "readout_crop": settings["readout_crop"],
         "acceleration": acc,
         "center_fraction": CENTER_FRACTIONS[acc],
-        "mask_type": "equispaced",
+        "mask_type": settings["mask_type"],
         "override_stored_masks": True,
         "baselines": list(baselines),
+        **{k: v for k, v in settings["overrides"].items() if k in EVAL_SHARED},
     }
+
+
+def tracking_db(settings: Mapping[str, Any], seed: int, run_dir: Path) -> Path:
+    """The MLflow SQLite file of a run: one per tracking folder and seed, shared by the runs of that seed.
+
+    Creating an MLflow store runs its schema migrations (about 20 s on a loaded 2-core CPU), so the runs of
+    one process share a store; processes that split the work by seed never write the same file. The folder
+    is ``settings["tracking_dir"]`` when set, else the run's parent folder.
+    """
+    folder = Path(settings.get("tracking_dir") or run_dir.parent)
+    return folder / "mlflow" / f"seed{seed}" / "mlruns.db"
 
 
 def train_overrides(settings: Mapping[str, Any], method: str, acc: int, seed: int, run_dir: Path) -> dict[str, Any]:
     """``train.json`` overrides of one learned run (``settings["overrides"]`` last, so they win)."""
+    from monai.utils import path_to_sqlite_uri
+
     iterations = settings["iterations"]
     overrides = {
         "bundle_root": str(settings["bundle"]),
@@ -87,12 +104,13 @@ def train_overrides(settings: Mapping[str, Any], method: str, acc: int, seed: in
         "generate_demo_data": False,
         "output_dir": str(run_dir),
         "model_path": str(run_dir / "model.pt"),
-        "run_name": run_dir.name,
-        "mode": method,
+        "run_name": f"{run_dir.parent.name}/{run_dir.name}",
+        "tracking_uri": path_to_sqlite_uri(str(tracking_db(settings, seed, run_dir))),
+        "mode": settings.get("mode") or method,
         "seed": seed,
         "acceleration": acc,
         "center_fraction": CENTER_FRACTIONS[acc],
-        "mask_type": "equispaced",
+        "mask_type": settings["mask_type"],
         "target_section": "target_reference",
         "override_stored_masks": True,
         "readout_crop": settings["readout_crop"],
@@ -109,14 +127,22 @@ def train_overrides(settings: Mapping[str, Any], method: str, acc: int, seed: in
     return overrides
 
 
+def finished_result(result_file: Path, digest: str) -> dict[str, Any] | None:
+    """The finished result in ``result_file`` if it was made with the settings of ``digest``, else ``None``."""
+    if result_file.is_file():
+        cached = json.loads(result_file.read_text())
+        if cached.get("digest") == digest:
+            return cached
+    return None
+
+
 def _reuse_or_reset(run_dir: Path, result_file: Path, digest: str, fresh: bool) -> dict[str, Any] | None:
     """The finished result of ``run_dir`` if its settings digest matches (and not ``fresh``); otherwise
     ``None`` after emptying ``run_dir`` for a new run."""
-    if not fresh and result_file.is_file():
-        cached = json.loads(result_file.read_text())
-        if cached.get("digest") == digest:
-            logger.info(f"{run_dir.name}: reusing the finished run in {run_dir}")
-            return cached
+    cached = None if fresh else finished_result(result_file, digest)
+    if cached is not None:
+        logger.info(f"{run_dir.name}: reusing the finished run in {run_dir}")
+        return cached
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -127,18 +153,62 @@ def _read_report(eval_dir: Path) -> dict[str, Any]:
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
+#: Convergence rule of the benchmark: validation SSIM gains less than this over the last 20 % of the budget.
+CONVERGENCE_SSIM_GAIN = 0.005
+
+
+def learning_curve(run_dir: Path, database: Path, metric: str = "val_ssim") -> list[list[float]]:
+    """``[[iteration, value], ...]`` of a validation metric of a finished run, from its MLflow store.
+
+    Args:
+        run_dir: the run's output folder (``tracking_run.json`` inside).
+        database: the MLflow SQLite file of the run (:func:`tracking_db`).
+        metric: MLflow metric key.
+
+    Returns:
+        The history sorted by iteration; empty when the run logged none.
+    """
+    from mlflow.tracking import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    from pipeline.tracking.handlers import RUN_FILE
+
+    run_id = json.loads((run_dir / RUN_FILE).read_text())["run_id"]
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(database)))
+    return sorted([int(m.step), float(m.value)] for m in client.get_metric_history(run_id, metric))
+
+
+def late_gain(curve: Sequence[Sequence[float]], iterations: int) -> float | None:
+    """Validation SSIM gained over the last 20 % of the budget: the best value after 80 % of ``iterations``
+    minus the last value at or before it (``None`` without a point on both sides)."""
+    mark = 0.8 * iterations
+    before = [v for it, v in curve if it <= mark]
+    after = [v for it, v in curve if it > mark]
+    if not before or not after:
+        return None
+    return float(max(after) - before[-1])
+
+
 def run_learned(
-    settings: Mapping[str, Any], method: str, acc: int, seed: int, work_dir: Path, fresh: bool
-) -> dict[str, Any]:
+    settings: Mapping[str, Any], method: str, acc: int, seed: int, work_dir: Path, fresh: bool,
+    reuse_only: bool = False,
+) -> dict[str, Any] | None:
     """Train one learned method through ``train.json`` and score it through the evaluation configs.
+
+    ``method`` is a training mode (``settings["mode"]``, when given, trains instead, e.g. ``ssl`` for an
+    ablation row labelled ``jssl``).
 
     Returns:
         ``method``, ``acceleration``, ``seed``, ``run_dir``, ``model_path``, ``train_seconds``, ``eval_seconds``,
-        ``seconds_per_iteration``, ``summary`` (``{metric: mean over test volumes}``), ``per_volume`` and ``digest``.
+        ``seconds_per_iteration``, ``summary`` (``{metric: mean over test volumes}``), ``per_volume``, ``curve``
+        (validation SSIM per iteration), ``late_gain`` (:func:`late_gain`), ``converged`` and ``digest``;
+        ``None`` with ``reuse_only`` when the run has not finished.
     """
     run_dir = work_dir / f"{method}_{acc}x_seed{seed}"
     digest = _digest({"kind": "learned", "method": method, "acceleration": acc, "seed": seed, **settings})
     result_file = run_dir / "result.json"
+    if reuse_only:
+        return finished_result(result_file, digest)
     cached = _reuse_or_reset(run_dir, result_file, digest, fresh)
     if cached is not None:
         return cached
@@ -153,6 +223,8 @@ def run_learned(
     _run_workflow(evaluation_configs(bundle), bundle, overrides)
     eval_s = time.perf_counter() - start
     report = _read_report(eval_dir)
+    curve = learning_curve(run_dir, tracking_db(settings, seed, run_dir))
+    gain = late_gain(curve, settings["iterations"])
     result = {
         "digest": digest,
         "method": method,
@@ -165,18 +237,23 @@ def run_learned(
         "seconds_per_iteration": round(train_s / settings["iterations"], 4),
         "summary": report["summary"]["network"],
         "per_volume": report["per_volume"]["network"],
+        "curve": curve,
+        "late_gain": gain,
+        "converged": gain is not None and gain < CONVERGENCE_SSIM_GAIN,
     }
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
 def run_classical(
-    settings: Mapping[str, Any], methods: Sequence[str], acc: int, work_dir: Path, fresh: bool
-) -> dict[str, Any]:
+    settings: Mapping[str, Any], methods: Sequence[str], acc: int, work_dir: Path, fresh: bool,
+    reuse_only: bool = False,
+) -> dict[str, Any] | None:
     """Score the classical baselines through the evaluation configs with the network switched off.
 
     Returns:
-        ``acceleration``, ``eval_seconds``, ``summary`` and ``per_volume`` (``{method: ...}``) and ``digest``.
+        ``acceleration``, ``eval_seconds``, ``summary`` and ``per_volume`` (``{method: ...}``) and ``digest``;
+        ``None`` with ``reuse_only`` when the run has not finished.
     """
     run_dir = work_dir / f"classical_{acc}x"
     digest = _digest({
@@ -184,6 +261,8 @@ def run_classical(
         **{k: settings[k] for k in ("bundle", "manifest", "readout_crop")},
     })
     result_file = run_dir / "result.json"
+    if reuse_only:
+        return finished_result(result_file, digest)
     cached = _reuse_or_reset(run_dir, result_file, digest, fresh)
     if cached is not None:
         return cached

@@ -16,7 +16,10 @@ import numpy as np
 from pipeline.bench.quality.methods import CENTER_FRACTIONS, CLASSICAL, LABELS, METRIC_LABELS
 from pipeline.metrics.handlers import METRIC_NAMES
 
-__all__ = ["Table", "aggregate", "comparison_lines", "comparisons", "markdown"]
+__all__ = [
+    "Table", "aggregate", "beyond_std", "comparison_lines", "comparisons", "markdown", "table_lines", "target_lines",
+    "targets",
+]
 
 Table = dict[str, dict[str, dict[str, float]]]
 
@@ -124,8 +127,6 @@ def markdown(
         machine: :func:`pipeline.bench.common.machine_info`.
         run_s: summed wall time of all runs, counting those reused from an earlier start, seconds.
     """
-    header = "| method | " + " | ".join(
-        f"{METRIC_LABELS[m]} {acc}x" for acc in accelerations for m in METRIC_NAMES) + " |"
     lines = [
         "# Reconstruction quality on the demo domain-shift data",
         "",
@@ -137,12 +138,8 @@ def markdown(
         f"mean ± std (ddof 1) over seeds {settings['seeds']} of the per-seed means over test volumes. "
         "Classical methods are deterministic (—).",
         "",
-        header,
-        "|---|" + "---|" * (len(accelerations) * len(METRIC_NAMES)),
+        *table_lines(table, accelerations),
     ]
-    for method, rows in table.items():
-        cells = [_cell(rows.get(f"{acc}x"), m, method in CLASSICAL) for acc in accelerations for m in METRIC_NAMES]
-        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     if comps:
         lines += ["", "JSSL vs SSL:", ""] + [f"- {line}" for line in comparison_lines(comps)]
     if settings["overrides"]:
@@ -156,3 +153,86 @@ def markdown(
         "Reproduce: `python -m pipeline.bench.quality`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def beyond_std(a: Mapping[str, float], b: Mapping[str, float], metric: str) -> bool:
+    """Whether ``a`` is better than ``b`` on ``metric`` with non-overlapping mean ± 1 std intervals."""
+    if metric == "nmse":
+        return a[metric] + a[f"{metric}_std"] < b[metric] - b[f"{metric}_std"]
+    return a[metric] - a[f"{metric}_std"] > b[metric] + b[f"{metric}_std"]
+
+
+def targets(table: Table, accelerations: Sequence[int]) -> list[dict[str, Any]]:
+    """The benchmark's targets per acceleration, from a scenario's table.
+
+    Returns:
+        One dict per acceleration with ``acceleration`` and, where the rows exist:
+        ``jssl_vs_ssl`` / ``jssl_vs_sl`` (``{metric: JSSL minus other}``, ``beyond_std``: better on SSIM and PSNR
+        with non-overlapping ±1 std, ``better``: better means on SSIM and PSNR), ``gap_closed`` (SSIM gap from
+        SSL to the oracle closed by JSSL, a fraction; ``None`` when the oracle is not above SSL) and
+        ``ssl_above_zero_filled`` (SSL mean better than zero-filled on every metric).
+    """
+    out = []
+    for acc in accelerations:
+        key = f"{acc}x"
+        rows = {m: table.get(m, {}).get(key) for m in ("zero_filled", "sl", "ssl", "jssl", "sl_target")}
+        entry: dict[str, Any] = {"acceleration": acc}
+        jssl = rows["jssl"]
+        for other in ("ssl", "sl"):
+            if jssl is not None and rows[other] is not None:
+                diff = {m: jssl[m] - rows[other][m] for m in METRIC_NAMES}
+                entry[f"jssl_vs_{other}"] = {
+                    **diff,
+                    "better": bool(diff["ssim"] > 0 and diff["psnr"] > 0),
+                    "beyond_std": bool(beyond_std(jssl, rows[other], "ssim") and beyond_std(jssl, rows[other], "psnr")),
+                }
+        if jssl is not None and rows["ssl"] is not None and rows["sl_target"] is not None:
+            gap = rows["sl_target"]["ssim"] - rows["ssl"]["ssim"]
+            entry["gap_closed"] = float((jssl["ssim"] - rows["ssl"]["ssim"]) / gap) if gap > 0 else None
+        if rows["ssl"] is not None and rows["zero_filled"] is not None:
+            ssl, zf = rows["ssl"], rows["zero_filled"]
+            entry["ssl_above_zero_filled"] = bool(
+                ssl["ssim"] > zf["ssim"] and ssl["psnr"] > zf["psnr"] and ssl["nmse"] < zf["nmse"])
+        out.append(entry)
+    return out
+
+
+def target_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One sentence per acceleration of :func:`targets`."""
+    lines = []
+    names = {"ssl": "SSL", "sl": "SL-proxy"}
+    for e in entries:
+        parts = []
+        for other in ("ssl", "sl"):
+            c = e.get(f"jssl_vs_{other}")
+            if c is None:
+                continue
+            verdict = ("better beyond ±1 std" if c["beyond_std"] else
+                       "better in the mean, within ±1 std" if c["better"] else "NOT better")
+            parts.append(f"JSSL vs {names[other]}: {verdict} (SSIM {c['ssim']:+.4f}, PSNR {c['psnr']:+.2f} dB, "
+                         f"NMSE {c['nmse']:+.4f})")
+        if e.get("gap_closed") is not None:
+            parts.append(f"JSSL closes {100 * e['gap_closed']:.0f} % of the SSL->oracle SSIM gap")
+        if "ssl_above_zero_filled" in e:
+            parts.append("SSL above zero-filled on every metric: " + ("yes" if e["ssl_above_zero_filled"] else "NO"))
+        if parts:
+            lines.append(f"{e['acceleration']}x: " + "; ".join(parts))
+    return lines
+
+
+def table_lines(table: Table, accelerations: Sequence[int], labels: Mapping[str, str] | None = None) -> list[str]:
+    """Markdown lines of ``table``: one row per method, NMSE / PSNR / SSIM (mean ± std) per acceleration.
+
+    Args:
+        table: from :func:`aggregate` (or any ``{row: {"<acc>x": {...}}}``).
+        accelerations: columns.
+        labels: row key -> label (default :data:`~pipeline.bench.quality.methods.LABELS`).
+    """
+    labels = labels or LABELS
+    header = "| method | " + " | ".join(
+        f"{METRIC_LABELS[m]} {acc}x" for acc in accelerations for m in METRIC_NAMES) + " |"
+    lines = [header, "|---|" + "---|" * (len(accelerations) * len(METRIC_NAMES))]
+    for method, rows in table.items():
+        cells = [_cell(rows.get(f"{acc}x"), m, method in CLASSICAL) for acc in accelerations for m in METRIC_NAMES]
+        lines.append(f"| {labels[method]} | " + " | ".join(cells) + " |")
+    return lines

@@ -1,4 +1,5 @@
-"""Realistic offline raw data: real anatomy (MNI152 via nilearn), simulated multi-coil acquisition.
+"""Realistic offline raw data: real anatomy (MNI152 brain via nilearn, an abdominal VFA series via mdreg),
+simulated multi-coil acquisition.
 
 Writes fastMRI-layout multi-coil ``.h5`` files plus a manifest (:mod:`pipeline.data.manifests`)::
 
@@ -8,7 +9,8 @@ Modules, one job each (see the project's ``simulation.md`` for the physics):
 
 - :mod:`~pipeline.data.simulate.presets`: :class:`DomainSpec`, :class:`Preset` and :data:`PRESETS`;
 - :mod:`~pipeline.data.simulate.anatomy`: the object, slices of the MNI152 2009 template and their
-  contrasts (proxy: axial T1-like; target: coronal FLAIR-like, CSF dark and GM > WM);
+  contrasts (proxy: axial T1-like; target: coronal FLAIR-like, CSF dark and GM > WM), or of the coronal
+  abdominal variable-flip-angle series shipped in the ``mdreg`` wheel (presets ``cpu_abdomen``, ``gpu_abdomen``);
 - :mod:`~pipeline.data.simulate.acquisition`: coil maps, phase, k-space, noise, masks and header of one volume;
 - :mod:`~pipeline.data.simulate.files`: file names and layout, the manifest, :func:`generate` and
   :func:`ensure_dataset`;

@@ -83,7 +83,7 @@ def _noiseless_kspace(
     """Noise-free k-space ``(S, C, H, W)`` complex64 cropped from the 2x finer, 2x oversampled grid."""
     recon = preset.recon_size
     h, w = preset.kspace_size
-    fov_mm, _ = field_of_view(spec.orientation)
+    fov_mm, _ = field_of_view(spec)
     # fine grid: 2x the stored resolution; the object region spans 2x the recon FOV along W's width
     fine_obj = (2 * recon, 2 * w)  # object region (readout FOV without oversampling, full W)
     fine_full = (2 * h, 2 * w)  # with 2x readout oversampling
@@ -131,7 +131,7 @@ def simulate_volume(preset: Preset, section: str, name: str, positions: np.ndarr
     kspace[..., pe_range[1] :] = 0
     kspace = kspace.astype(np.complex64)
 
-    fov_mm, _ = field_of_view(spec.orientation)
+    fov_mm, _ = field_of_view(spec)
     out: dict[str, Any] = {
         "attrs": {
             "acquisition": spec.acquisition,

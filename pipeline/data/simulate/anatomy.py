@@ -1,9 +1,18 @@
-"""The object: slices of the MNI152 2009 template (shipped inside the nilearn wheel, no network) and their contrasts.
+"""The object: slices of real anatomy that installs offline from a package, and their contrasts.
 
-Positions and lengths are in mm of the template (1 mm voxels), counted from the corner of a crop around
-the brain. Images are sampled on a grid 2x finer than the stored matrix so that the brain fills ~90% of
-the field of view; the proxy's T1 is the template itself, other contrasts are tissue-fraction mixtures
-``a GM + b WM + c CSF`` carrying the T1's fine texture.
+Two anatomies (``DomainSpec.anatomy``):
+
+- ``"brain"``: the MNI152 2009 template shipped inside the nilearn wheel (BSD-3). Positions and lengths
+  are in mm of the template (1 mm voxels), counted from the corner of a crop around the brain. The T1 is
+  the template itself, other contrasts are tissue-fraction mixtures ``a GM + b WM + c CSF`` carrying the
+  T1's fine texture.
+- ``"abdomen"``: the coronal free-breathing abdominal variable-flip-angle series shipped inside the
+  ``mdreg`` wheel (Apache-2.0; ``mdreg/datafiles/VFA.pkl``: 78 x 96 x 36 voxels of 4.6875 x 4.6875 x 5 mm,
+  flip angles 2, 10, 15, 20, 25 degrees), read with pickle and numpy without importing ``mdreg``. The
+  contrast names the flip angle (``"fa15"``). Positions are in mm along its slice axis from the first slice.
+
+Images are sampled on a grid 2x finer than the stored matrix so that the object fills ~90% of the field
+of view.
 """
 
 from __future__ import annotations
@@ -52,11 +61,58 @@ def _anatomy() -> dict[str, Any]:
     return arrays
 
 
+#: Voxel size (mm) of the abdominal series along its (rows, columns, slices).
+_ABDOMEN_SPACING = (4.6875, 4.6875, 5.0)
+#: Slices at each end of the abdominal series left out of every section (partial-volume ends, low signal).
+_ABDOMEN_END_SLICES = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _abdomen() -> dict[str, np.ndarray]:
+    """The abdominal VFA series of the ``mdreg`` wheel: flip angle (degrees) -> volume ``(78, 96, 36)`` float32.
+
+    Raises:
+        ImportError: if ``mdreg`` is not installed (``pip install mdreg``), naming the package.
+        ValueError: if the file does not hold the expected ``array`` ``(X, Y, Z, 5)`` and ``FA`` entries.
+    """
+    import importlib.util
+    import pickle
+
+    spec = importlib.util.find_spec("mdreg")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the abdomen anatomy needs the 'mdreg' package (pip install mdreg), which ships VFA.pkl")
+    path = f"{list(spec.submodule_search_locations)[0]}/datafiles/VFA.pkl"
+    with open(path, "rb") as handle:
+        data = pickle.load(handle)  # a dict of numpy arrays written by mdreg's authors (a trusted wheel)
+    array, angles = np.asarray(data.get("array")), np.asarray(data.get("FA"))
+    if array.ndim != 4 or angles.shape != (array.shape[-1],):
+        raise ValueError(f"{path}: expected 'array' (X, Y, Z, F) and 'FA' (F,), got {array.shape} and {angles.shape}")
+    return {f"fa{int(a)}": np.ascontiguousarray(array[..., i], dtype=np.float32) for i, a in enumerate(angles)}
+
+
 def _brain_extent(axis: int) -> tuple[float, float]:
     """First and last index (mm) of the brain along template ``axis``, in crop coordinates."""
     brain = _anatomy()["brain"]
     profile = np.flatnonzero(brain.max(axis=tuple(a for a in range(3) if a != axis)) > 0.5)
     return float(profile[0]), float(profile[-1])
+
+
+def _extent(spec: DomainSpec, axis: int) -> tuple[float, float]:
+    """First and last position (mm) of the object of ``spec`` along its volume's ``axis``."""
+    if spec.anatomy == "brain":
+        return _brain_extent(axis)
+    size = next(iter(_abdomen().values())).shape[axis]
+    ends = _ABDOMEN_END_SLICES if axis == 2 else 0
+    return ends * _ABDOMEN_SPACING[axis], (size - 1 - ends) * _ABDOMEN_SPACING[axis]
+
+
+def _axes(spec: DomainSpec) -> tuple[int, int, int]:
+    """(row, column, slice) axes of the object's volume for the orientation of ``spec``."""
+    if spec.anatomy == "brain":
+        return _ORIENTATION_AXES[spec.orientation]
+    if spec.orientation != "coronal":
+        raise ValueError(f"the abdomen anatomy is a coronal series; orientation {spec.orientation!r} is not available")
+    return (0, 1, 2)
 
 
 def slice_positions(preset: Preset, domain: str) -> dict[str, list[np.ndarray]]:
@@ -86,9 +142,9 @@ def slice_positions(preset: Preset, domain: str) -> dict[str, list[np.ndarray]]:
     slabs.sort()
     lengths = [(preset.volumes[s][1] - 1) * preset.slice_spacing_mm for _, _, s, _ in slabs]
     span = sum(lengths) + preset.slab_gap_mm * (len(slabs) - 1) + preset.slice_spacing_mm * (len(slabs) - 1)
-    lo, hi = _brain_extent(_ORIENTATION_AXES[spec.orientation][2])
+    lo, hi = _extent(spec, _axes(spec)[2])
     if span > hi - lo:
-        raise ValueError(f"preset {preset.name!r}: {span:g} mm of slabs do not fit the brain's {hi - lo:g} mm")
+        raise ValueError(f"preset {preset.name!r}: {span:g} mm of slabs do not fit the {spec.anatomy}'s {hi - lo:g} mm")
     start = (lo + hi - span) / 2
     placed: dict[tuple[str, int], np.ndarray] = {}
     for (_, _, section, j), length in zip(slabs, lengths):
@@ -97,10 +153,10 @@ def slice_positions(preset: Preset, domain: str) -> dict[str, list[np.ndarray]]:
     return {s: [placed[s, j] for j in range(preset.volumes[s][0])] for s in sections}
 
 
-def field_of_view(orientation: str) -> tuple[float, tuple[float, float]]:
-    """Square in-plane field of view (mm) filled ~90% by the brain, and its centre ``(row, col)`` in mm."""
-    rows, cols, _ = _ORIENTATION_AXES[orientation]
-    (r0, r1), (c0, c1) = _brain_extent(rows), _brain_extent(cols)
+def field_of_view(spec: DomainSpec) -> tuple[float, tuple[float, float]]:
+    """Square in-plane field of view (mm) filled ~90% by the object, and its centre ``(row, col)`` in mm."""
+    rows, cols, _ = _axes(spec)
+    (r0, r1), (c0, c1) = _extent(spec, rows), _extent(spec, cols)
     return max(r1 - r0, c1 - c0) / _OBJECT_FILL, ((r0 + r1) / 2, (c0 + c1) / 2)
 
 
@@ -108,20 +164,33 @@ def object_slice(spec: DomainSpec, position: float, grid: tuple[int, int], pixel
     """Real, non-negative anatomy image of one slice.
 
     Args:
-        spec: the domain (orientation and contrast).
+        spec: the domain (anatomy, orientation and contrast).
         position: slice position along the orientation's slice axis, mm (template crop coordinates).
         grid: ``(rows, cols)`` of the image, centred on the field of view.
         pixel_mm: pixel size in mm.
 
     Returns:
-        float64 ``(rows, cols)``, arbitrary intensity units (0 outside the head).
+        float64 ``(rows, cols)``, arbitrary intensity units (0 outside the object).
+
+    Raises:
+        ValueError: for an abdominal contrast that is not one of the series' flip angles.
     """
     from scipy.ndimage import map_coordinates
 
-    anatomy = _anatomy()
-    rows_axis, cols_axis, slice_axis = _ORIENTATION_AXES[spec.orientation]
-    _, (row_c, col_c) = field_of_view(spec.orientation)
+    rows_axis, cols_axis, slice_axis = _axes(spec)
+    _, (row_c, col_c) = field_of_view(spec)
     n_r, n_c = grid
+    if spec.anatomy == "abdomen":
+        series = _abdomen()
+        if spec.contrast not in series:
+            raise ValueError(f"abdomen contrast must be one of {sorted(series)} (flip angles), got {spec.contrast!r}")
+        # voxel coordinates; rows/columns in the series' own order, cubic interpolation onto the fine grid
+        coords = np.zeros((3, n_r, n_c))
+        coords[0] = (row_c + (np.arange(n_r)[:, None] - n_r // 2) * pixel_mm) / _ABDOMEN_SPACING[0]
+        coords[1] = (col_c + (np.arange(n_c)[None, :] - n_c // 2) * pixel_mm) / _ABDOMEN_SPACING[1]
+        coords[2] = position / _ABDOMEN_SPACING[2]
+        return np.clip(map_coordinates(series[spec.contrast], coords, order=3, mode="constant"), 0.0, None)
+    anatomy = _anatomy()
     coords = np.zeros((3, n_r, n_c))
     # rows and columns run towards decreasing template coordinates (anterior/superior/right first)
     coords[rows_axis] = row_c - (np.arange(n_r)[:, None] - n_r // 2) * pixel_mm

@@ -71,12 +71,15 @@ def build_manifest(preset: str, seed: int = 0, data_root: str = ".") -> dict[str
         ValueError: unknown preset.
     """
     p = get_preset(preset)
+    brain_only = p.proxy.anatomy == p.target.anatomy == "brain"
+    source = "brain k-space from the MNI152 template" if brain_only else "k-space of real anatomy"
+    proxy, target = ("", "") if brain_only else (f"{p.proxy.anatomy} ", f"{p.target.anatomy} ")
     manifest: dict[str, Any] = {
         "name": p.name,
         "description": (
-            f"Simulated multi-coil brain k-space from the MNI152 template: proxy = fully sampled "
+            f"Simulated multi-coil {source}: proxy = fully sampled {proxy}"
             f"{p.proxy.orientation} {p.proxy.contrast.upper()}-like ({p.proxy.num_coils} coils, SNR {p.proxy.snr:g}); "
-            f"target = {p.target.orientation} {p.target.contrast.upper()}-like ({p.target.num_coils} coils, "
+            f"target = {target}{p.target.orientation} {p.target.contrast.upper()}-like ({p.target.num_coils} coils, "
             f"SNR {p.target.snr:g}) with one fixed {p.acceleration}x mask per slice. Validation/test files hold "
             "fully sampled kspace + reconstruction_rss + the fixed input mask."
         ),

@@ -12,12 +12,15 @@ class DomainSpec:
     """How one domain is acquired.
 
     Attributes:
-        orientation: slice orientation, ``"axial"``, ``"coronal"`` or ``"sagittal"``.
-        contrast: ``"t1"``, ``"flair"`` or ``"t2"``.
+        orientation: slice orientation, ``"axial"``, ``"coronal"`` or ``"sagittal"`` (the abdomen: coronal).
+        contrast: brain: ``"t1"``, ``"flair"`` or ``"t2"``; abdomen: a flip angle of the series, ``"fa2"``,
+            ``"fa10"``, ``"fa15"``, ``"fa20"`` or ``"fa25"``.
         acquisition: value of the ``acquisition`` attribute (fastMRI style, e.g. ``"AXT1"``).
         num_coils: receiver coils ``C``.
         coil_radius: birdcage radius relative to half the field of view (sigpy's ``r``, 1.2-1.8).
         snr: mean object RSS signal over the noise standard deviation per coil.
+        anatomy: ``"brain"`` (MNI152 template, nilearn) or ``"abdomen"`` (VFA series of the ``mdreg``
+            wheel); see :mod:`pipeline.data.simulate.anatomy`.
     """
 
     orientation: str
@@ -26,6 +29,7 @@ class DomainSpec:
     num_coils: int
     coil_radius: float
     snr: float
+    anatomy: str = "brain"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +87,17 @@ class Preset:
 _PROXY = DomainSpec("axial", "t1", "AXT1", num_coils=8, coil_radius=1.5, snr=40.0)
 _TARGET = DomainSpec("coronal", "flair", "CORFLAIR", num_coils=6, coil_radius=1.25, snr=25.0)
 
+_SMALL_VOLUMES = {"proxy": (4, 6), "target": (4, 3), "validation": (1, 2), "test": (3, 3)}
+_ABDOMEN = DomainSpec("coronal", "fa15", "CORVFA15", num_coils=6, coil_radius=1.25, snr=25.0, anatomy="abdomen")
+
+
+
+def _quality_preset(name: str, recon_size: int, proxy: DomainSpec, target: DomainSpec) -> Preset:
+    """A quality-benchmark scenario: 5 mm slices and gaps, proxies 4 x 6, target slabs 4 x 3, 1 x 2, 3 x 3."""
+    return Preset(name=name, recon_size=recon_size, pad_columns=4, proxy=proxy, target=target,
+                  volumes=_SMALL_VOLUMES, slice_spacing_mm=5.0, slab_gap_mm=5.0)
+
+
 PRESETS: dict[str, Preset] = {
     "demo": Preset(
         name="demo",
@@ -102,8 +117,20 @@ PRESETS: dict[str, Preset] = {
         slice_spacing_mm=4.0,
         slab_gap_mm=8.0,
     ),
+    # quality benchmark, CPU profile: 64 px, 4 coils; brain proxy -> brain target (contrast/orientation shift)
+    "cpu_brain": _quality_preset("cpu_brain", 64, dataclasses.replace(_PROXY, num_coils=4),
+                                 dataclasses.replace(_TARGET, num_coils=4)),
+    # quality benchmark, CPU profile: brain proxy -> real abdomen target (anatomy shift)
+    "cpu_abdomen": _quality_preset("cpu_abdomen", 64, dataclasses.replace(_PROXY, num_coils=4),
+                                   dataclasses.replace(_ABDOMEN, num_coils=4)),
+    # quality benchmark, GPU profile: the demo's sizes, for both scenarios
+    "gpu_brain": _quality_preset("gpu_brain", 128, _PROXY, _TARGET),
+    "gpu_abdomen": _quality_preset("gpu_abdomen", 128, _PROXY, _ABDOMEN),
 }
-"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests."""
+"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests;
+``cpu_brain`` / ``cpu_abdomen`` and ``gpu_brain`` / ``gpu_abdomen``: the quality benchmark's brain-to-brain and
+brain-to-abdomen scenarios of its ``cpu`` and ``gpu`` profiles (disjoint target slice positions for training,
+validation and test)."""
 
 
 def get_preset(name: str) -> Preset:

@@ -216,19 +216,20 @@ def _first_line(err: Exception) -> str:
 
 
 def inference_weights(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | None,
     model_uri: str | None,
     registry_uri: str | None,
     output_dir: str | Path,
     network: str,
     network_size: str,
-) -> str:
+) -> str | None:
     """The weights file of an inference run: ``ckpt_path``, or the registered version ``model_uri``.
 
     A bundle step (``initialize`` of ``inference.json``), run before any data or network is touched.
 
     Args:
-        ckpt_path: the weights file (used when ``model_uri`` is ``None``).
+        ckpt_path: the weights file (used when ``model_uri`` is ``None``); ``None`` for a run without a
+            network (classical baselines only), passed through unchanged.
         model_uri: ``models:/<name>/<version>`` or ``None``.
         registry_uri: where the registry lives; required with ``model_uri``.
         output_dir: the version is downloaded into ``<output_dir>/registry_model``.
@@ -243,7 +244,7 @@ def inference_weights(
             architecture.
     """
     if model_uri is None:
-        return str(ckpt_path)
+        return None if ckpt_path is None else str(ckpt_path)
     if not registry_uri:
         raise ConfigError(f"--model_uri {model_uri} needs --registry_uri (the tracking server or sqlite store)")
     weights, config = resolve_model_uri(model_uri, registry_uri, Path(output_dir) / "registry_model")

@@ -148,6 +148,13 @@ def test_a_version_of_another_architecture_is_refused_before_loading(server, reg
         inference_weights("unused.pt", "models:/jssl_varnet/1", server, tmp_path, "varnet", "demo")
 
 
+def test_without_a_model_uri_the_weights_path_is_passed_through(tmp_path):
+    # a baselines-only evaluation has no weights file: None stays None (not the string "None")
+    assert inference_weights(None, None, None, tmp_path, "varnet", "tiny") is None
+    weights = tmp_path / "model.pt"
+    assert inference_weights(weights, None, None, tmp_path, "varnet", "tiny") == str(weights)
+
+
 def test_model_logging_goes_through_the_tracker_guard(tmp_path, weights):
     class NoModels(Tracker):  # a backend without a model store
         _start = lambda self, name, run_id: "r"  # noqa: E731

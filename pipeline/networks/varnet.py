@@ -26,7 +26,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from pipeline.networks.output import ReconstructionOutput
-from pipeline.networks.sensitivity import DEFAULT_COIL_BATCH, SensitivityModel, measured_input
+from pipeline.networks.sensitivity import SensitivityModel, measured_input
 from pipeline.networks.unet import NormUnet
 from pipeline.physics.coils import rss
 from pipeline.physics.fft import ifft2c
@@ -101,7 +101,7 @@ class VarNet(nn.Module):
         use_checkpoint: bool = False,
         share_weights: bool = False,
         return_iterates: bool = False,
-        sens_coil_batch: int = DEFAULT_COIL_BATCH,
+        sens_coil_batch: Optional[int] = None,
     ) -> None:
         """Build the network.
 
@@ -116,8 +116,8 @@ class VarNet(nn.Module):
             share_weights: one cascade (U-Net and data-consistency weight) applied ``num_cascades`` times
                 instead of independent copies.
             return_iterates: default of :meth:`forward`'s ``return_iterates``.
-            sens_coil_batch: coil images per sensitivity U-Net call, 0 = all (:class:`SensitivityModel`'s
-                ``coil_batch``; same outputs at every value).
+            sens_coil_batch: coil images per sensitivity U-Net call, 0 = all, ``None`` = chosen by grid size
+                (:class:`SensitivityModel`'s ``coil_batch``; same outputs at every value).
 
         Raises:
             ValueError: if ``num_cascades`` < 1 or ``sens_coil_batch`` < 0.

@@ -296,3 +296,16 @@ def test_sensitivity_coil_batches_give_the_all_coils_outputs_and_gradients(coil_
 def test_sensitivity_coil_batch_must_not_be_negative():
     with pytest.raises(ValueError, match="coil_batch must be >= 0"):
         SensitivityModel(chans=4, pools=2, coil_batch=-1)
+
+
+def test_sensitivity_default_coil_batch_is_one_coil_per_call_on_large_grids():
+    """``coil_batch=None``: one U-Net call per coil image from PER_COIL_PIXELS pixels on, else one call."""
+    model = SensitivityModel(chans=4, pools=2).eval()
+    batch_sizes = []
+    model.norm_unet.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    mask = equispaced()
+    model(kspace() * mask, mask)
+    assert model.per_coil_pixels > H * W  # the package's threshold: 32x32 runs all coils in one call
+    model.per_coil_pixels = H * W
+    model(kspace() * mask, mask)
+    assert batch_sizes == [COILS] + [1] * COILS

@@ -101,6 +101,7 @@ class VarNet(nn.Module):
         use_checkpoint: bool = False,
         share_weights: bool = False,
         return_iterates: bool = False,
+        sens_coil_batch: Optional[int] = None,
     ) -> None:
         """Build the network.
 
@@ -115,14 +116,16 @@ class VarNet(nn.Module):
             share_weights: one cascade (U-Net and data-consistency weight) applied ``num_cascades`` times
                 instead of independent copies.
             return_iterates: default of :meth:`forward`'s ``return_iterates``.
+            sens_coil_batch: coil images per sensitivity U-Net call, 0 = all, ``None`` = chosen by grid size
+                (:class:`SensitivityModel`'s ``coil_batch``; same outputs at every value).
 
         Raises:
-            ValueError: if ``num_cascades`` < 1.
+            ValueError: if ``num_cascades`` < 1 or ``sens_coil_batch`` < 0.
         """
         super().__init__()
         if num_cascades < 1:
             raise ValueError(f"num_cascades must be >= 1, got {num_cascades}")
-        self.sens_net = SensitivityModel(sens_chans, sens_pools)
+        self.sens_net = SensitivityModel(sens_chans, sens_pools, coil_batch=sens_coil_batch)
         cascade = VarNetBlock(NormUnet(chans, pools))
         if share_weights:
             self.cascades = nn.ModuleList([cascade] * num_cascades)

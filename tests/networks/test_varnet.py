@@ -270,3 +270,42 @@ def test_fastmri_size_forward():
     with torch.no_grad():
         out = model(kspace(coils=15, h=640, w=368) * mask, mask)
     assert out.image.shape == (1, 640, 368) and torch.isfinite(out.image).all()
+
+
+@pytest.mark.parametrize("coil_batch", [1, 2, 4])
+def test_sensitivity_coil_batches_give_the_all_coils_outputs_and_gradients(coil_batch):
+    """Chunks of coils (last one short at 2 of 2x3 coil images; 4 > 3 coils per sample) = one batch of all."""
+    results = []
+    for batch in (0, coil_batch):
+        torch.manual_seed(0)
+        model = SensitivityModel(chans=4, pools=2, coil_batch=batch).train()
+        k = kspace(batch=2).requires_grad_(True)
+        mask = equispaced()
+        maps = model(k * mask, mask)
+        (maps * torch.linspace(-1, 1, W).view(1, 1, 1, W, 1)).sum().backward()  # non-trivial upstream gradient
+        results.append((maps.detach(), k.grad, [p.grad for p in model.parameters()]))
+    (maps0, kgrad0, pgrads0), (maps1, kgrad1, pgrads1) = results
+    assert maps0.abs().sum() > 0
+    torch.testing.assert_close(maps1, maps0, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(kgrad1, kgrad0, rtol=1e-4, atol=1e-5)
+    assert len(pgrads1) == len(pgrads0) > 0
+    for chunked, plain in zip(pgrads1, pgrads0):  # sums over 6 coil images in another order: float32 rounding
+        torch.testing.assert_close(chunked, plain, rtol=1e-3, atol=1e-5 * plain.abs().max().item())
+
+
+def test_sensitivity_coil_batch_must_not_be_negative():
+    with pytest.raises(ValueError, match="coil_batch must be >= 0"):
+        SensitivityModel(chans=4, pools=2, coil_batch=-1)
+
+
+def test_sensitivity_default_coil_batch_is_one_coil_per_call_on_large_grids():
+    """``coil_batch=None``: one U-Net call per coil image from PER_COIL_PIXELS pixels on, else one call."""
+    model = SensitivityModel(chans=4, pools=2).eval()
+    batch_sizes = []
+    model.norm_unet.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    mask = equispaced()
+    model(kspace() * mask, mask)
+    assert model.per_coil_pixels > H * W  # the package's threshold: 32x32 runs all coils in one call
+    model.per_coil_pixels = H * W
+    model(kspace() * mask, mask)
+    assert batch_sizes == [COILS] + [1] * COILS

@@ -34,15 +34,17 @@ ACCELERATION = 4
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.federated.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", type=Path, default=Path("data_manifests/demo.json"))
-    parser.add_argument("--bundle", type=Path, default=Path("bundles/jssl_varnet"))
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--manifest", type=Path, default=Path("data_manifests/demo.json"),
+                        help="datalist split into a proxy site and target sites (default: the demo)")
+    parser.add_argument("--bundle", type=Path, default=Path("bundles/jssl_varnet"), help="bundle folder")
+    parser.add_argument("--rounds", type=int, default=4, help="FedAvg rounds")
     parser.add_argument("--iterations", type=int, default=10, help="steps per site and round")
-    parser.add_argument("--network_size", default="tiny")
-    parser.add_argument("--batch_size", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work_dir", type=Path, default=Path("runs/bench_federated"))
-    parser.add_argument("--output", type=Path, default=Path("bench_results/federated"))
+    parser.add_argument("--network_size", default="tiny", help="network size preset of every method")
+    parser.add_argument("--batch_size", type=int, default=2, help="training batch size")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial network and the data draws")
+    parser.add_argument("--work_dir", type=Path, default=Path("runs/bench_federated"), help="folder of the runs")
+    parser.add_argument("--output", type=Path, default=Path("bench_results/federated"),
+                        help="folder of results.{json,md}")
     return parser
 
 

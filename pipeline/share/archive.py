@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -115,14 +117,43 @@ def write_zip(name: str, files: Mapping[str, bytes], path: str | os.PathLike) ->
 
 
 def unpack(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
-    """Write verified ``files`` into ``folder`` (created; existing files of the same names are replaced).
+    """Write verified ``files`` as the whole content of ``folder``, nothing else left in it.
+
+    The files are written into a fresh temporary folder next to ``folder``, which then takes its place
+    (:func:`os.replace`), so no file of an earlier bundle (a config the new archive does not have) survives
+    next to the new ones, and an interrupted unpack leaves no half-written bundle. An existing ``folder`` is
+    replaced only when it is empty or an earlier unpacked shared bundle (it holds :data:`CHECKSUMS`).
+
+    Args:
+        files: relative POSIX path -> bytes, as verified (:attr:`pipeline.share.verify.VerifiedBundle.files`).
+        folder: the bundle folder to create or replace.
 
     Returns:
         ``folder``, the bundle root to pass as ``--bundle_root``.
+
+    Raises:
+        ArchiveError: a member name outside the folder, or ``folder`` exists and is neither empty nor an
+            unpacked shared bundle (nothing is removed then).
     """
     folder = Path(folder)
-    for name, data in files.items():
-        target = folder / _safe_name(name, folder)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or (folder / CHECKSUMS).is_file())):
+        raise ArchiveError(f"{folder} exists and is not an unpacked shared bundle: choose an empty or new folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp's 0o700 would become the bundle folder's mode
+    try:
+        for name, data in files.items():
+            target = staging / _safe_name(name, folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+            os.replace(staging, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     return folder

@@ -8,10 +8,11 @@ Commands::
     python -m pipeline.share run runs/share/jssl_varnet.zip inference --input_dir scans --output_dir out
     python -m pipeline.share run runs/share/jssl_varnet.zip finetune --manifest local.json --output_dir ft
 
-``run`` verifies the archive first (nothing of it is parsed before), unpacks the verified files into
-``--bundle_dir`` (default ``<output_dir>/bundle``), then runs ``python -m monai.bundle run`` with the bundle's
-config list for the command (:data:`CONFIG_LISTS`), ``--bundle_root`` set and every further ``--name value``
-passed on as a bundle setting. Any refusal is one line on stderr (``error: ...``) and exit status 1.
+``run`` verifies the archive first (nothing of it is parsed before), checks it has the command's configs,
+unpacks the verified files into ``--bundle_dir`` (default ``<output_dir>/bundle``; a folder from an earlier
+run is replaced whole, see :func:`pipeline.share.archive.unpack`), then runs ``python -m monai.bundle run``
+with the bundle's config list for the command (:data:`CONFIG_LISTS`), ``--bundle_root`` set and every further
+``--name value`` passed on as a bundle setting. Any refusal is one line on stderr (``error: ...``) and exit status 1.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def run_bundle(archive: str | Path, command: str, settings: Sequence[str], bundl
         The exit status of the bundle run.
 
     Raises:
-        ArchiveError: the archive failed verification (nothing was unpacked or run).
+        ArchiveError: the archive failed verification, lacks a config of ``command``, or ``bundle_dir`` holds
+            something else than an unpacked shared bundle (nothing was unpacked or run).
     """
     verified = verify(archive)
+    missing = [name for name in CONFIG_LISTS[command] if f"configs/{name}" not in verified.files]
+    if missing:
+        raise ArchiveError(f"{archive}: `run {command}` needs configs/{missing[0]}, which the bundle does not have")
     settings = list(settings)
     with tempfile.TemporaryDirectory() as scratch:
         if bundle_dir is None and "--output_dir" in settings[:-1]:

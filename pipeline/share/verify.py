@@ -2,10 +2,14 @@
 
 The checks, in order; the first failure refuses the bundle with one line saying what failed:
 
-1. the files: a zip of one bundle folder (no absolute or ``..`` member names, no links), or a folder;
+1. the files: a zip of one bundle folder (no absolute or ``..`` member names, no links), or a folder; no two
+   names that differ only in case (one would overwrite the other on a case-insensitive disk), and under
+   ``configs/`` only lowercase names of JSON files and ``logging.conf`` (:data:`CONFIG_NAME`: what is not
+   checked must not be there; ``configs/evaluate.JSON`` would open as ``evaluate.json`` there);
 2. the hashes: every file is listed in ``checksums.sha256`` with its SHA-256, and every listed file exists;
 3. the required files (:data:`REQUIRED_FILES`), and no pickle-based weights (``.pt``, ``.pth``, ``.ckpt``,
-   ``.pkl``, TorchScript): loading those can run code;
+   ``.pkl``, TorchScript): loading those can run code; no file of any name that is a pickle
+   (:func:`pipeline.share.policy.check_not_pickle`);
 4. the metadata against MONAI's metadata schema, offline (the schema file ships with this package; MONAI's
    own :func:`monai.bundle.verify_metadata` does the check), and its training provenance
    (:data:`PROVENANCE_FIELDS`);
@@ -28,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.share.archive import CHECKSUMS, ArchiveError, read_bundle
-from pipeline.share.policy import check_config, check_logging_conf, check_privacy
+from pipeline.share.policy import check_config, check_logging_conf, check_not_pickle, check_privacy
 
-__all__ = ["PROVENANCE_FIELDS", "REQUIRED_FILES", "SCHEMA", "VerifiedBundle", "verify", "verify_metadata_offline"]
+__all__ = [
+    "CONFIG_NAME", "PROVENANCE_FIELDS", "REQUIRED_FILES", "SCHEMA", "VerifiedBundle", "verify",
+    "verify_metadata_offline",
+]
 
 #: MONAI's bundle metadata schema (``meta_schema_20240725.json``), shipped so verification needs no network.
 SCHEMA = Path(__file__).with_name("meta_schema_20240725.json")
@@ -52,6 +59,9 @@ PROVENANCE_FIELDS: dict[str, tuple[type, ...]] = {
     "parent_bundle": (str, type(None)),
 }
 
+#: The names a file under ``configs/`` may have: lowercase JSON, or the logging configuration.
+CONFIG_NAME = re.compile(r"^configs/(?:[a-z0-9_\-]+\.json|logging\.conf)$")
+
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".ts", ".bin", ".npy", ".npz")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -71,6 +81,19 @@ class VerifiedBundle:
     files: dict[str, bytes]
     bundle_hash: str
     metadata: dict[str, Any]
+
+
+def _check_names(files: dict[str, bytes]) -> None:
+    """Refuse names that collide when case is ignored, and config files other than :data:`CONFIG_NAME`."""
+    seen: dict[str, str] = {}
+    for name in sorted(files):
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise ArchiveError(f"{other} and {name} differ only in case: one would replace the other on "
+                               "a case-insensitive disk")
+        if name.casefold().startswith("configs/") and not CONFIG_NAME.match(name):
+            raise ArchiveError(f"{name}: a config file must be a lowercase .json name or logging.conf "
+                               "(only those are checked)")
 
 
 def _check_hashes(files: dict[str, bytes]) -> None:
@@ -189,6 +212,7 @@ def verify(source: str | os.PathLike) -> VerifiedBundle:
     """
     try:
         name, files = read_bundle(source)
+        _check_names(files)
         _check_hashes(files)
         for required in REQUIRED_FILES:
             if required not in files:
@@ -204,6 +228,7 @@ def verify(source: str | os.PathLike) -> VerifiedBundle:
         if "configs/logging.conf" in files:
             check_logging_conf(files["configs/logging.conf"].decode("utf-8", "replace"), "configs/logging.conf")
         for member in sorted(files):
+            check_not_pickle(member, files[member])
             check_privacy(member, files[member])
         _check_weights(files, provenance, _load_json(files, "configs/train.json"))
     except ArchiveError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -135,10 +136,28 @@ TAMPERED = {
         False, "sha256 mismatch for configs/inference.json"),
     "target_outside_allow_list": (
         _json_edit("configs/train.json", lambda c: c["network_def"].update({"_target_": "subprocess.Popen"})),
-        True, "configs/train.json: network_def: _target_: 'subprocess.Popen' is outside the allowed modules"),
+        True, "configs/train.json: network_def: _target_ 'subprocess.Popen' is not in the allow-list"),
     "escape_through_torch": (
-        _json_edit("configs/train.json", lambda c: c.update({"device": "$torch.os.system('id')"})),
-        True, "configs/train.json: device: expression uses the attribute 'system', which is not allowed"),
+        _json_edit("configs/train.json", lambda c: c.update({"device": "$torch.os.getcwd()"})),
+        True, "configs/train.json: device: expression uses 'torch.os.getcwd', which is not in the allow-list"),
+    "lambda_hides_a_builtin": (
+        _json_edit("configs/train.json", lambda c: c.update({"device": "$(lambda exec: 0) and exec('1')"})),
+        True, "configs/train.json: device: expression binds the name 'exec'"),
+    "monai_bundle_run": (
+        _json_edit("configs/inference.json", lambda c: c["initialize"].append("$monai.bundle.run('x')")),
+        True, "configs/inference.json: initialize#3: expression uses 'monai.bundle.run', which is not in the allow"),
+    "text_pickle_added": (
+        lambda files: files.update({"models/notes.txt": pickle.dumps({"run": os.system}, protocol=0)}), True,
+        "models/notes.txt: the file is a pickle"),
+    "config_name_not_lowercase": (
+        lambda files: files.update({"configs/evaluate.JSON": json.dumps({"x": "$__import__('os')"}).encode()}),
+        True, "configs/evaluate.JSON: a config file must be a lowercase .json name or logging.conf"),
+    "yaml_config_added": (
+        lambda files: files.update({"configs/extra.yaml": b"x: $__import__('os')\n"}), True,
+        "configs/extra.yaml: a config file must be a lowercase .json name or logging.conf"),
+    "members_differ_only_in_case": (
+        lambda files: files.update({"docs/readme.md": files["docs/README.md"]}), True,
+        "docs/README.md and docs/readme.md differ only in case"),
     "path_in_log": (_append("logs/validation.csv", "8,val_ssim,0.5 /data/site_a/scans/case7.h5\n"), True,
                     "logs/validation.csv: an absolute path ('/data/site_a/scans/case7.h5') on line"),
     "id_in_log": (_append("logs/validation.csv", "patient_id=AB123456\n"), True,
@@ -208,6 +227,18 @@ def test_a_tampered_archive_is_never_unpacked_or_run(shared, tmp_path):
                   check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"error: {bad}: {TAMPERED['import_expression'][2]}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_of_a_workflow_whose_config_the_archive_lacks_stops_with_one_line(shared, tmp_path, capsys):
+    name, files = read_bundle(shared[0])
+    files.pop("configs/evaluate.json")
+    files[CHECKSUMS] = checksums_text({k: v for k, v in files.items() if k != CHECKSUMS}).encode()
+    bad = write_zip(name, files, tmp_path / "no_evaluate.zip")
+    verify(bad)  # a valid archive: evaluate.json is not required
+    assert main(["run", str(bad), "evaluate", "--output_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad}: `run evaluate` needs configs/evaluate.json, which the bundle does not have"]
     assert not (tmp_path / "out").exists()
 
 

@@ -141,13 +141,14 @@ class MLflowTracker(Tracker):
         self, weights: Path, metadata: dict[str, Any], input_example: dict[str, Any], registered_model_name: str | None
     ) -> str | None:
         """Save a ``pyfunc`` model (:func:`pipeline.tracking.pyfunc.save_pyfunc`) into the run's ``model``
-        folder and register ``runs:/<run>/model`` as a new version, tagged with the metadata's plain values."""
+        folder and register ``runs:/<run>/model`` as a new version, tagged with the stored metadata's plain
+        values and ``bundle.name`` / ``bundle.version`` (never the local path of the bundle's metadata file)."""
         from pipeline.tracking.pyfunc import save_pyfunc
         from pipeline.tracking.registry import MODEL_ARTIFACT
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / MODEL_ARTIFACT
-            save_pyfunc(folder, weights, metadata, input_example)
+            stored = save_pyfunc(folder, weights, metadata, input_example)
             self.client.log_artifacts(self.run_id, str(folder), MODEL_ARTIFACT)
         if registered_model_name is None:
             return None
@@ -156,7 +157,9 @@ class MLflowTracker(Tracker):
             registry.get_registered_model(registered_model_name)
         except mlflow.exceptions.MlflowException:
             registry.create_registered_model(registered_model_name)
-        tags = {key: str(value) for key, value in metadata.items() if isinstance(value, (str, int, float))}
+        tags = {key: str(value) for key, value in stored.items() if isinstance(value, (str, int, float))}
+        bundle = stored.get("bundle") or {}
+        tags.update({f"bundle.{key}": str(bundle[key]) for key in ("name", "version") if bundle.get(key) is not None})
         version = registry.create_model_version(
             registered_model_name, f"runs:/{self.run_id}/{MODEL_ARTIFACT}", run_id=self.run_id, tags=tags
         )

@@ -69,7 +69,9 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
 
 
 
-def save_pyfunc(path: Path, weights: Path, metadata: Mapping[str, Any], input_example: Mapping[str, Any]) -> None:
+def save_pyfunc(
+    path: Path, weights: Path, metadata: Mapping[str, Any], input_example: Mapping[str, Any]
+) -> dict[str, Any]:
     """Write the ``pyfunc`` model folder ``path``; ``path`` must not exist.
 
     Args:
@@ -80,6 +82,10 @@ def save_pyfunc(path: Path, weights: Path, metadata: Mapping[str, Any], input_ex
             into ``metadata["bundle"]``) and any further JSON-able provenance.
         input_example: named float32 inputs (:func:`pipeline.tracking.registry.example_input`), stored with
             the model (the signature is :data:`SIGNATURE`, for any coil count and size).
+
+    Returns:
+        The model's ``metadata`` as stored in ``MLmodel``: ``metadata`` without ``bundle_metadata_file`` (a
+        local path), with ``bundle`` (name, version, task, intended use) when that file was given.
     """
     artifacts = {WEIGHTS_ARTIFACT: str(weights)}
     facts = dict(metadata)
@@ -98,3 +104,4 @@ def save_pyfunc(path: Path, weights: Path, metadata: Mapping[str, Any], input_ex
         metadata=facts,
         pip_requirements=[],  # the receiving site installs this package; nothing is resolved from PyPI here
     )
+    return facts

@@ -184,6 +184,22 @@ def _bundle(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def test_version_tags_name_the_bundle_and_hold_no_local_path(tmp_path, weights):
+    """What RegisterModel passes (the bundle's metadata.json by its absolute path) never becomes a tag value."""
+    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tracker = MLflowTracker(store, experiment_name="tags")
+    tracker.start("train")
+    metadata_file = (CONFIGS / "metadata.json").resolve()
+    version = tracker.log_model(weights, {**META, "bundle_metadata_file": str(metadata_file)}, example_input(),
+                                "tagged")
+    tracker.end()
+    tags = mlflow.MlflowClient(store, registry_uri=store).get_model_version("tagged", version).tags
+    bundle = json.loads(metadata_file.read_text())
+    assert tags["bundle.name"] == bundle["name"] and tags["bundle.version"] == bundle["version"]
+    assert tags["mode"] == "jssl" and "bundle_metadata_file" not in tags
+    assert not [value for value in tags.values() if Path(value).is_absolute() or str(REPO) in value]
+
+
 @pytest.mark.slow
 def test_bundle_training_registers_and_inference_takes_the_model_uri(server, tiny_dataset, tmp_path):
     out = tmp_path / "train"

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     from pipeline.data.errors import DataError
-    from pipeline.federated.job import demo_sites, simulate
+    from pipeline.federated.job import check_sites, demo_sites, simulate
 
     overrides = {"network": args.network, "network_size": args.network_size, "batch_size": args.batch_size,
                  "learning_rate": args.learning_rate, "num_workers": args.num_workers,
@@ -64,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sites is not None:
             if not args.sites.is_file():
                 raise ValueError(f"--sites {args.sites} does not exist")
-            sites = json.loads(args.sites.read_text())
-            for name, spec in sites.items():
-                if not Path(spec.get("manifest", "")).is_file():
-                    raise ValueError(f"--sites: manifest of site {name!r} ({spec.get('manifest')}) does not exist")
+            try:
+                sites = check_sites(json.loads(args.sites.read_text()))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--sites {args.sites} is not valid JSON ({err.msg}, line {err.lineno})") from None
         else:
             if args.generate_demo_data:
                 from pipeline.data.simulate import ensure_dataset

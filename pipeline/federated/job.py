@@ -73,6 +73,36 @@ def _extra(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: item[key] for key in ("source", "format") if key in item}
 
 
+def check_sites(sites: Any) -> dict[str, dict[str, str]]:
+    """The sites of a federation, checked: ``{"<site>": {"mode": "<mode>", "manifest": "<datalist>"}, ...}``.
+
+    Args:
+        sites: the parsed ``--sites`` JSON (or :func:`demo_sites`).
+
+    Returns:
+        Site name -> ``{"mode": ..., "manifest": <absolute path>}``: manifests resolved against the current
+        directory, since NVFlare's simulator runs each site in a folder of its own.
+
+    Raises:
+        ValueError: (one line) not a non-empty mapping of site names to ``mode`` / ``manifest`` strings, an unknown
+            mode, or a manifest that does not exist.
+    """
+    if not isinstance(sites, Mapping) or not sites:
+        raise ValueError('--sites must map site names to {"mode": ..., "manifest": ...}; a federation needs at '
+                         "least one site")
+    checked = {}
+    for name, spec in sites.items():
+        if not isinstance(spec, Mapping) or not all(isinstance(spec.get(key), str) for key in ("mode", "manifest")):
+            raise ValueError(f'--sites: site {name!r} must be {{"mode": "<mode>", "manifest": "<datalist>"}}, '
+                             f"got {json.dumps(spec)[:80]}")
+        training_mode(spec["mode"])
+        manifest = Path(spec["manifest"]).resolve()
+        if not manifest.is_file():
+            raise ValueError(f"--sites: manifest of site {name!r} ({spec['manifest']}) does not exist")
+        checked[name] = {**spec, "manifest": str(manifest)}
+    return checked
+
+
 def write_settings(
     output_dir: str | Path,
     sites: Mapping[str, Mapping[str, str]],
@@ -84,19 +114,17 @@ def write_settings(
 ) -> Path:
     """Write the settings every site reads (:func:`pipeline.federated.site.run_site`).
 
+    Every path in the settings is absolute (the sites run in folders of NVFlare's simulator workspace).
+
     Raises:
-        ValueError: an unknown ``on_bad_site`` or site mode, ``iterations`` below 1, or no site.
+        ValueError: an unknown ``on_bad_site``, ``iterations`` below 1, or bad sites (:func:`check_sites`).
     """
     if on_bad_site not in ON_BAD_SITE:
         raise ValueError(f"--on_bad_site must be one of {ON_BAD_SITE}, got {on_bad_site!r}")
     if iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {iterations}")
-    if not sites:
-        raise ValueError("a federation needs at least one site")
-    for spec in sites.values():
-        training_mode(spec["mode"])
     settings = {
-        "sites": {name: dict(spec) for name, spec in sites.items()},
+        "sites": check_sites(sites),
         "iterations": int(iterations),
         "bundle_root": str(Path(bundle_root).resolve()),
         "overrides": dict(overrides),

@@ -24,11 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def federate(out: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "pipeline.federated", "--output_dir", str(out), "--rounds", "2", "--iterations", "2",
-           "--network_size", "tiny", "--generate_demo_data", "false", "--keep_site_weights", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+def federate(out: Path, *args: str, cwd: Path = REPO, rounds: int = 2) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "pipeline.federated", "--output_dir", str(out), "--rounds", str(rounds),
+           "--iterations", "2", "--network_size", "tiny", "--generate_demo_data", "false", "--keep_site_weights", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _float_items(state: dict) -> dict:
@@ -55,6 +55,15 @@ def test_two_sites_two_rounds_average_into_the_global_model(tiny_dataset, tmp_pa
     assert any(not torch.equal(sent[0][k], sent[1][k]) for k in _float_items(initial))  # each trained its branch
     assert any(not torch.equal(global_state[k], initial[k]) for k in _float_items(initial))
     load_weights(build_network("varnet", "tiny"), out / "global_model.pt")  # a bundle checkpoint
+
+
+def test_a_relative_output_dir_as_in_the_readme_works_from_any_directory(tiny_dataset, tmp_path):
+    """`--output_dir runs/federated`: the sites' manifests must not be relative to a directory the sites leave."""
+    proc = federate(Path("runs/federated"), "--manifest", str(tiny_dataset), "--target_sites", "1", cwd=tmp_path,
+                    rounds=1)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "proxy round 0: trained" in proc.stdout and "target-1 round 0: trained" in proc.stdout
+    assert (tmp_path / "runs" / "federated" / "global_model.pt").is_file()
 
 
 def _sites_with_a_bad_target(tiny_dataset: Path, folder: Path, kind: str) -> Path:

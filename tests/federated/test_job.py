@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,37 @@ def test_bad_federation_settings_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         write_settings(tmp_path, **settings)
     assert not (tmp_path / "federation.json").exists()
+
+
+def test_settings_hold_absolute_paths_whatever_the_working_directory(tiny_dataset, tmp_path, monkeypatch):
+    """The README's `--output_dir runs/federated` is relative; NVFlare runs each site in a folder of its own."""
+    monkeypatch.chdir(tmp_path)
+    sites = demo_sites(tiny_dataset, Path("runs/federated"), target_sites=1)
+    assert not Path(sites["proxy"]["manifest"]).is_absolute()
+    path = write_settings(Path("runs/federated"), sites, 2, Path("bundle"), {}, "fail")
+    settings = json.loads(path.read_text())
+    monkeypatch.chdir(tmp_path / "runs")
+    for spec in settings["sites"].values():
+        assert Path(spec["manifest"]).is_absolute() and Path(spec["manifest"]).is_file()
+    assert Path(settings["output_dir"]).is_absolute() and Path(settings["bundle_root"]).is_absolute()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "--sites must map site names to"),
+        ('{"a": "ssl"}', "--sites: site 'a' must be {\"mode\": \"<mode>\", \"manifest\": \"<datalist>\"}, got \"ssl\""),
+        ('{"a": {"mode": "ssl"}}', "--sites: site 'a' must be"),
+        ('{"a": {"mode": "ssl", "manifest": "none.json"}}', "--sites: manifest of site 'a' (none.json) does not exist"),
+        ('{"a": ', "is not valid JSON"),
+    ],
+)
+def test_malformed_sites_stop_with_one_line(tmp_path, capsys, content, message):
+    from pipeline.federated.__main__ import main
+
+    sites = tmp_path / "sites.json"
+    sites.write_text(content)
+    assert main(["--output_dir", str(tmp_path / "fed"), "--sites", str(sites)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "fed").exists()

@@ -8,6 +8,7 @@ the newest ``*.pt`` on disk is always complete.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -210,24 +211,46 @@ class ResumeFromLatestCheckpoint:
         logger.info(f"resumed from {path} at iteration {engine.state.iteration}")
 
 
-#: Weights files of a bundle, in the order :func:`bundle_weights` looks for them: a shared archive's
-#: ``safetensors`` file (no pickle), then the ``state_dict`` that training writes.
+#: Weights files of a bundle: a shared archive's ``safetensors`` file (no pickle), or the ``state_dict`` that
+#: training writes.
 BUNDLE_WEIGHTS = ("models/model.safetensors", "models/model.pt")
 
 
 def bundle_weights(bundle_root: str | Path) -> Path:
-    """The weights file of the bundle in ``bundle_root``: ``models/model.safetensors`` if present, else
-    ``models/model.pt`` (which may not exist yet: the start-up check names it then).
+    """The weights file of the bundle in ``bundle_root``: ``models/model.safetensors`` or ``models/model.pt``,
+    whichever exists (``models/model.pt`` when neither does yet: the start-up check names it then).
+
+    Both at once is refused rather than guessed: they may come from different runs (a shared archive's weights
+    next to a later training's), and which one a run used must be known.
+
+    Raises:
+        ConfigError: (one line) both files exist.
 
     Example:
         >>> bundle_weights("bundles/jssl_varnet").as_posix()
         'bundles/jssl_varnet/models/model.pt'
     """
     root = Path(bundle_root)
-    for name in BUNDLE_WEIGHTS:
-        if (root / name).is_file():
-            return root / name
-    return root / BUNDLE_WEIGHTS[-1]
+    found = [root / name for name in BUNDLE_WEIGHTS if (root / name).is_file()]
+    if len(found) > 1:
+        from pipeline.engines.startup import ConfigError
+
+        raise ConfigError(f"{root} holds both {BUNDLE_WEIGHTS[0]} and {BUNDLE_WEIGHTS[1]}: remove the one not "
+                          "meant, or pass --ckpt_path")
+    return found[0] if found else root / BUNDLE_WEIGHTS[-1]
+
+
+def weights_digest(path: str | Path) -> str:
+    """SHA-256 (hex) of a weights file's bytes, read in 1 MiB blocks.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_weights(path: str | Path, map_location: Any = "cpu") -> dict[str, torch.Tensor]:
@@ -317,6 +340,11 @@ class ExportBundleWeights:
         self.model_path = Path(model_path)
 
     def attach(self, engine: Engine) -> None:
+        """Write the weights when ``engine`` (the trainer) completes.
+
+        Args:
+            engine: the trainer.
+        """
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -18,10 +19,15 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-__all__ = ["CHECKSUMS", "ArchiveError", "bundle_hash", "checksums_text", "read_bundle", "unpack", "write_zip"]
+__all__ = [
+    "CHECKSUMS", "ArchiveError", "bundle_hash", "checksums_text", "parse_checksums", "read_bundle", "unpack",
+    "write_atomic", "write_zip",
+]
 
 #: The sha256 manifest of a shared bundle, relative to the bundle folder.
 CHECKSUMS = "checksums.sha256"
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 #: Fixed timestamp of every zip member, so the same files always give the same archive bytes.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
@@ -85,8 +91,26 @@ def checksums_text(files: Mapping[str, bytes]) -> str:
     return "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items()))
 
 
+def parse_checksums(data: bytes) -> dict[str, str]:
+    """The :data:`CHECKSUMS` manifest: relative path -> SHA-256 hex digest.
+
+    Args:
+        data: the manifest's bytes (``<64 hex>  <path>`` lines).
+
+    Raises:
+        ArchiveError: a line that is not ``<sha256>  <path>``.
+    """
+    listed: dict[str, str] = {}
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        digest, sep, name = line.partition("  ")
+        if not sep or not _HEX64.match(digest) or not name:
+            raise ArchiveError(f"{CHECKSUMS} line {number} is not '<sha256>  <path>'")
+        listed[name] = digest
+    return listed
+
+
 def bundle_hash(bundle: str | os.PathLike | Mapping[str, bytes]) -> str:
-    """The bundle's id: SHA-256 (hex) of its :data:`CHECKSUMS` file.
+    """The bundle's id: SHA-256 (hex) of its :data:`CHECKSUMS` file (of a folder, only that file is read).
 
     Args:
         bundle: a shared bundle's zip or folder, or its files as returned by :func:`read_bundle`.
@@ -94,17 +118,48 @@ def bundle_hash(bundle: str | os.PathLike | Mapping[str, bytes]) -> str:
     Raises:
         ArchiveError: the bundle has no :data:`CHECKSUMS` (it was not exported with ``pipeline.share``).
     """
-    files = bundle if isinstance(bundle, Mapping) else read_bundle(bundle)[1]
-    if CHECKSUMS not in files:
+    if isinstance(bundle, Mapping):
+        data = bundle.get(CHECKSUMS)
+    elif Path(bundle).is_dir():
+        path = Path(bundle) / CHECKSUMS
+        data = path.read_bytes() if path.is_file() else None
+    else:
+        data = read_bundle(bundle)[1].get(CHECKSUMS)
+    if data is None:
         raise ArchiveError(f"{bundle if not isinstance(bundle, Mapping) else 'bundle'}: no {CHECKSUMS}; "
                            "export it with `python -m pipeline.share export`")
-    return hashlib.sha256(files[CHECKSUMS]).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file next to ``path`` and rename it into place (no half-written file).
+
+    Args:
+        path: the file to write (its folder is created).
+        data: its bytes.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
 
 
 def write_zip(name: str, files: Mapping[str, bytes], path: str | os.PathLike) -> Path:
-    """Write ``files`` as the zip of one folder ``name`` (sorted, fixed timestamps: reproducible bytes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``files`` as the zip of one folder ``name`` (sorted, fixed timestamps: reproducible bytes).
+
+    Args:
+        name: the bundle folder's name inside the zip (``jssl_varnet``).
+        files: relative POSIX path -> bytes.
+        path: the zip to write (atomically, :func:`write_atomic`).
+
+    Returns:
+        ``path``.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member, data in sorted(files.items()):
@@ -112,8 +167,7 @@ def write_zip(name: str, files: Mapping[str, bytes], path: str | os.PathLike) ->
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
-    path.write_bytes(buffer.getvalue())
-    return path
+    return write_atomic(path, buffer.getvalue())
 
 
 def unpack(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:

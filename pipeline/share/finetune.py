@@ -6,12 +6,12 @@ that is not an exported, intact shared bundle stops the run at start-up with one
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from pipeline.engines.startup import ConfigError
-from pipeline.share.archive import CHECKSUMS, ArchiveError, bundle_hash
+from pipeline.handlers.checkpoint import weights_digest
+from pipeline.share.archive import CHECKSUMS, ArchiveError, bundle_hash, parse_checksums
 
 __all__ = ["parent_bundle_hash", "parent_weights"]
 
@@ -39,9 +39,10 @@ def parent_weights(bundle_root: str | os.PathLike) -> Path:
     weights = root / "models" / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"shared weights {weights} do not exist: unpack a shared bundle (python -m pipeline.share)")
-    listed = dict(
-        reversed(line.split("  ", 1)) for line in (root / CHECKSUMS).read_text().splitlines() if "  " in line
-    )
-    if listed.get("models/model.safetensors") != hashlib.sha256(weights.read_bytes()).hexdigest():
+    try:
+        listed = parse_checksums((root / CHECKSUMS).read_bytes())
+    except ArchiveError as err:
+        raise ConfigError(f"--bundle_root {root}: {err}") from None
+    if listed.get("models/model.safetensors") != weights_digest(weights):
         raise ConfigError(f"shared weights {weights} differ from the bundle's {CHECKSUMS}: verify the bundle again")
     return weights

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.share.archive import CHECKSUMS, ArchiveError, read_bundle
+from pipeline.share.archive import _HEX64, CHECKSUMS, ArchiveError, bundle_hash, parse_checksums, read_bundle
 from pipeline.share.policy import check_config, check_logging_conf, check_not_pickle, check_privacy
 
 __all__ = [
@@ -63,7 +63,6 @@ PROVENANCE_FIELDS: dict[str, tuple[type, ...]] = {
 CONFIG_NAME = re.compile(r"^configs/(?:[a-z0-9_\-]+\.json|logging\.conf)$")
 
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".ts", ".bin", ".npy", ".npz")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -99,12 +98,7 @@ def _check_names(files: dict[str, bytes]) -> None:
 def _check_hashes(files: dict[str, bytes]) -> None:
     if CHECKSUMS not in files:
         raise ArchiveError(f"no {CHECKSUMS}: the bundle was not exported with `python -m pipeline.share export`")
-    listed: dict[str, str] = {}
-    for number, line in enumerate(files[CHECKSUMS].decode("utf-8", "replace").splitlines(), start=1):
-        digest, sep, name = line.partition("  ")
-        if not sep or not _HEX64.match(digest) or not name:
-            raise ArchiveError(f"{CHECKSUMS} line {number} is not '<sha256>  <path>'")
-        listed[name] = digest
+    listed = parse_checksums(files[CHECKSUMS])
     for name in sorted(listed):
         if name not in files:
             raise ArchiveError(f"{name} is listed in {CHECKSUMS} but missing from the bundle")
@@ -234,4 +228,4 @@ def verify(source: str | os.PathLike) -> VerifiedBundle:
     except ArchiveError as err:
         message = str(err)
         raise ArchiveError(message if message.startswith(str(source)) else f"{source}: {message}") from None
-    return VerifiedBundle(name, files, hashlib.sha256(files[CHECKSUMS]).hexdigest(), metadata)
+    return VerifiedBundle(name, files, bundle_hash(files), metadata)

@@ -31,6 +31,7 @@ import numpy as np
 from ignite.engine import Engine
 
 from pipeline.engines.startup import ConfigError
+from pipeline.handlers.checkpoint import BestModelSaver, weights_digest
 from pipeline.seeds import stable_seed
 from pipeline.tracking.base import Tracker
 from pipeline.tracking.mlflow import check_tracking_uri
@@ -39,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 #: Artifact folder of the MLflow model inside its training run.
 MODEL_ARTIFACT = "model"
+
+#: Run tags naming the weights file the run wrote and its SHA-256 (``python -m pipeline.share export`` ships
+#: exactly that file).
+WEIGHTS_FILE_TAG, WEIGHTS_SHA256_TAG = "weights_file", "weights_sha256"
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 
@@ -65,9 +70,9 @@ def example_input(coils: int = 4, height: int = 128, width: int = 72, accelerati
 
 
 class RegisterModel:
-    """Log the bundle's weights as a model of the training run and register it as a new version of
-    ``registered_model_name``: the ``model`` of a :class:`~pipeline.tracking.TrackingHandler`, which calls
-    :meth:`log` when training completes, after the weights file is written
+    """Record the bundle's weights file in the training run, log it as a model of the run and register it as a
+    new version of ``registered_model_name``: the ``model`` of a :class:`~pipeline.tracking.TrackingHandler`,
+    which calls :meth:`log` when training completes, after the weights file is written
     (:class:`~pipeline.handlers.ExportBundleWeights` comes first) and before the run ends.
 
     Args:
@@ -86,7 +91,7 @@ class RegisterModel:
         network: str,
         network_size: str,
         metadata_file: str | Path | None = None,
-        best_model: Any = None,
+        best_model: BestModelSaver | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.registered_model_name = registered_model_name
@@ -97,7 +102,8 @@ class RegisterModel:
         self.version: str | None = None
 
     def log(self, engine: Engine, backend: Tracker, tags: Mapping[str, Any]) -> str | None:
-        """Log and register through ``backend`` (:meth:`Tracker.log_model`); nothing without a name.
+        """Tag the run with the weights file (:data:`WEIGHTS_FILE_TAG`, absolute, and :data:`WEIGHTS_SHA256_TAG`),
+        then log and register it through ``backend`` (:meth:`Tracker.log_model`); no model without a name.
 
         Args:
             engine: the trainer (its iteration count becomes provenance).
@@ -107,6 +113,9 @@ class RegisterModel:
         Returns:
             The registered version, or ``None``.
         """
+        if self.model_path.is_file():
+            backend.set_tags({WEIGHTS_FILE_TAG: str(self.model_path.resolve()),
+                              WEIGHTS_SHA256_TAG: weights_digest(self.model_path)})
         if self.registered_model_name is None:
             return None
         from pipeline.tracking.settings import code_version
@@ -202,7 +211,8 @@ def resolve_model_uri(model_uri: str, registry_uri: str, dst_dir: str | Path) ->
 def _known_versions(client: mlflow.MlflowClient, name: str) -> str:
     """``"registered versions of <name>: 1, 2"`` / ``"no registered model <name>"``; ``""`` if unreachable."""
     try:
-        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        quoted = name.replace("'", "''")  # SQL quoting, as MLflow's filter parser reads it
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{quoted}'"))
     except mlflow.exceptions.MlflowException:
         return ""
     if not versions:

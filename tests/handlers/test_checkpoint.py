@@ -102,19 +102,22 @@ def test_load_weights_accepts_training_checkpoints(tmp_path):
     assert torch.equal(dst.weight, src.weight)
 
 
-def test_load_weights_reads_safetensors_and_the_bundle_prefers_them(tmp_path):
+def test_load_weights_reads_safetensors_and_the_bundle_refuses_two_weights_files(tmp_path):
     from safetensors.torch import save_file
 
+    from pipeline.engines.startup import ConfigError
     from pipeline.handlers.checkpoint import bundle_weights
 
     src = torch.nn.Linear(2, 2)
     models = tmp_path / "models"
     models.mkdir()
     assert bundle_weights(tmp_path) == models / "model.pt"  # named, not yet there: the start-up check says so
-    torch.save(torch.nn.Linear(2, 2).state_dict(), models / "model.pt")
     save_file(src.state_dict(), models / "model.safetensors")
     assert bundle_weights(tmp_path) == models / "model.safetensors"
     dst = load_weights(torch.nn.Linear(2, 2), bundle_weights(tmp_path))
     assert torch.equal(dst.weight, src.weight) and torch.equal(dst.bias, src.bias)
+    torch.save(torch.nn.Linear(2, 2).state_dict(), models / "model.pt")  # e.g. a later training's weights
+    with pytest.raises(ConfigError, match="holds both models/model.safetensors and models/model.pt"):
+        bundle_weights(tmp_path)
     with pytest.raises(ValueError, match=r"model.safetensors was made for a different network architecture"):
         load_weights(torch.nn.Linear(2, 3), models / "model.safetensors")

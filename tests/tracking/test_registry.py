@@ -127,6 +127,7 @@ def test_a_model_uri_resolves_to_checked_weights(server, registered, weights, tm
     [
         ("models:/jssl_varnet/7", None, "does not resolve in {server}: registered versions of 'jssl_varnet': 1, 2"),
         ("models:/nobody/1", None, "does not resolve in {server}: no registered model 'nobody'"),
+        ("models:/it's/1", None, "does not resolve in {server}: no registered model \"it's\""),  # quoted filter
         ("runs:/abc/model", None, "'runs:/abc/model' is not a registry URI: use models:/<name>/<version>"),
         ("models:/jssl_varnet/1", "http://127.0.0.1:{port}", "does not resolve in http://127.0.0.1:{port}"),
         ("models:/jssl_varnet/1", "", "needs --registry_uri"),

@@ -2,6 +2,7 @@
 
 from typing import List, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,7 +55,7 @@ def restrict_to_band(output: ReconstructionOutput, pe_range: Tensor) -> Reconstr
     bands = torch.as_tensor(pe_range, device=output.kspace.device).reshape(-1, 2).long()
     if bands.shape[0] not in (1, output.kspace.shape[0]):
         raise ValueError(
-            f"pe_range must be (2,) or (B, 2) with B = {output.kspace.shape[0]}, got {tuple(pe_range.shape)}")
+            f"pe_range must be (2,) or (B, 2) with B = {output.kspace.shape[0]}, got {tuple(np.shape(pe_range))}")
     start, stop = bands[:, 0], bands[:, 1]
     if bool(((start < 0) | (stop > width) | (stop <= start)).any()):
         raise ValueError(f"pe_range {bands.tolist()} must hold 0 <= start < stop <= W = {width}")
@@ -84,9 +85,12 @@ def replace_measured(output: ReconstructionOutput, masked_kspace: Tensor, mask: 
         mask: the network's input mask, bool or 0/1 float, broadcastable to the k-space (``(B, 1, H, W, 1)``).
 
     Returns:
-        A new :class:`ReconstructionOutput`: ``mask * masked_kspace + (1 - mask) * kspace`` for the final k-space
-        (the iterates are left as they are), ``image`` recomputed, ``sens_maps`` unchanged.
+        A new :class:`ReconstructionOutput`: ``mask * masked_kspace + (1 - mask) * kspace`` for the final k-space,
+        which also replaces the last entry of ``kspace_iterates`` (the rule of the class: the last iterate is the
+        final k-space; the earlier steps are left as the network gave them), ``image`` recomputed,
+        ``sens_maps`` unchanged.
     """
     keep = mask.to(output.kspace.dtype)
     kspace = keep * masked_kspace.to(output.kspace.dtype) + (1.0 - keep) * output.kspace
-    return ReconstructionOutput(kspace, rss(ifft2c(kspace)), output.sens_maps, output.kspace_iterates)
+    iterates = [*output.kspace_iterates[:-1], kspace] if output.kspace_iterates else []
+    return ReconstructionOutput(kspace, rss(ifft2c(kspace)), output.sens_maps, iterates)

@@ -16,16 +16,19 @@ import mlflow
 import numpy as np
 import torch
 from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 #: Names of the pyfunc model's artifacts.
 WEIGHTS_ARTIFACT, METADATA_ARTIFACT = "weights", "metadata"
 
-#: Any batch, coil count and size: ``kspace (B, C, H, W, 2)``, ``mask (B, 1, H or 1, W, 1)`` -> ``image (B, H, W)``.
+#: Any batch, coil count and size: ``kspace (B, C, H, W, 2)``, ``mask (B, 1, H or 1, W, 1)`` -> ``image (B, H, W)``;
+#: params as the bundle's inference settings: ``data_consistency`` (default true, as the bundle's) and
+#: ``pe_range`` ``[start, stop)`` (the acquirable phase-encode band of every sample; default ``[]``: none).
 SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1, 2), "kspace"),
                    TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1, 1), "mask")]),
     outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1))]),
+    params=ParamSchema([ParamSpec("data_consistency", "boolean", True), ParamSpec("pe_range", "long", [], (-1,))]),
 )
 
 
@@ -47,7 +50,10 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
         self.network = load_weights(network, context.artifacts[WEIGHTS_ARTIFACT]).eval()
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input, params=None) -> np.ndarray:  # noqa: ANN001
-        """Reconstruct.
+        """Reconstruct, with the output constraints the bundle's inference applies
+        (:func:`pipeline.engines.batching.constrain_output`): the measured samples replace the prediction on the
+        input mask (``data_consistency``, default true as in the bundle) and, when ``pe_range`` is given, the
+        k-space outside the acquirable band is zero. The images are then those of the bundle's inference.
 
         ``model_input`` and ``params`` carry no type hints on purpose: MLflow turns the hints of ``predict``
         into a schema of its own, which would replace :data:`SIGNATURE` (it warns about the missing hints).
@@ -56,17 +62,28 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
             context: the model's context (unused; the network is built in :meth:`load_context`).
             model_input: ``{"kspace": (B, C, H, W, 2) float32, "mask": (B, 1, 1, W, 1) or (B, 1, H, W, 1)}``,
                 k-space intensity-normalised as in training, zero outside the mask.
-            params: unused.
+            params: ``{"data_consistency": bool, "pe_range": [start, stop]}`` (both optional; columns).
 
         Returns:
             The RSS magnitude images ``(B, H, W)`` float32 (not cropped to the header's recon size).
+
+        Raises:
+            ValueError: a ``pe_range`` that is not ``[start, stop)`` with ``0 <= start < stop <= W``.
         """
+        from pipeline.engines.batching import constrain_output
+        from pipeline.keys import Keys
+
+        params = {**{spec.name: spec.default for spec in SIGNATURE.params.params}, **(params or {})}
         kspace = torch.as_tensor(np.asarray(model_input["kspace"], dtype=np.float32))
         mask = torch.as_tensor(np.asarray(model_input["mask"])) != 0
+        batch = {Keys.MASKED_KSPACE: kspace, Keys.INPUT_MASK: mask}
+        if len(params["pe_range"]):
+            batch[Keys.PE_RANGE] = torch.as_tensor(np.asarray(params["pe_range"], dtype=np.int64))
         with torch.no_grad():
-            return self.network(kspace, mask).image.numpy()
-
-
+            output = self.network(kspace, mask)
+            output = constrain_output(output, batch, kspace.device, band_limit=True,
+                                      data_consistency=bool(params["data_consistency"]))
+        return output.image.numpy()
 
 
 def save_pyfunc(

@@ -48,6 +48,32 @@ def test_replace_measured_keeps_every_measured_sample():
     assert torch.allclose(kept.image, rss(ifft2c(kept.kspace)))
 
 
+def test_the_last_iterate_stays_the_final_kspace_under_the_constraints():
+    """ReconstructionOutput's rule (the last iterate is ``kspace``) holds after replace_measured and the band."""
+    net = build_network("varnet", "tiny", return_iterates=True).eval()
+    mask = torch.zeros(1, 1, 1, 24, 1, dtype=torch.bool)
+    mask[..., 4:20:2, :] = True
+    mask[..., 10:14, :] = True
+    kspace = torch.randn(1, 4, 32, 24, 2) * mask
+    batch = {Keys.MASKED_KSPACE: kspace, Keys.INPUT_MASK: mask, Keys.PE_RANGE: torch.tensor([[4, 20]])}
+    with torch.no_grad():
+        out = net(kspace, mask)
+        assert len(out.kspace_iterates) > 1 and torch.equal(out.kspace_iterates[-1], out.kspace)
+        kept = replace_measured(out, kspace, mask)
+        constrained = constrain_output(out, batch, torch.device("cpu"))
+    for result in (kept, constrained):
+        assert torch.equal(result.kspace_iterates[-1], result.kspace)
+        for before, after in zip(out.kspace_iterates[:-2], kept.kspace_iterates[:-2]):
+            assert torch.equal(before, after)  # earlier steps as the network gave them
+    plain = _output(iterates=0)
+    assert replace_measured(plain, torch.zeros_like(plain.kspace), mask[..., :20, :]).kspace_iterates == []
+
+
+def test_a_band_of_the_wrong_shape_is_named_also_as_a_list():
+    with pytest.raises(ValueError, match=r"pe_range must be \(2,\) or \(B, 2\) with B = 2, got \(3, 2\)"):
+        restrict_to_band(_output(), [[0, 20], [1, 20], [2, 20]])
+
+
 def test_a_real_network_output_under_the_constraints_has_no_energy_outside_the_band_and_keeps_the_data():
     net = build_network("varnet", "tiny").eval()
     mask = torch.zeros(1, 1, 1, 24, 1, dtype=torch.bool)

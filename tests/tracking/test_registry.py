@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.engines.batching import constrain_output
 from pipeline.engines.startup import ConfigError
 from pipeline.handlers import load_weights
+from pipeline.keys import Keys
 from pipeline.networks import build_network
 from pipeline.tracking import MLflowTracker, Tracker, inference_weights
 from pipeline.tracking.registry import example_input
@@ -105,12 +107,23 @@ def test_versions_are_mlflow_models_with_metadata_and_an_input_example(server, r
         mlflow.set_tracking_uri(None)
     assert model.metadata.metadata == META
     assert model.metadata.saved_input_example_info["type"] == "ndarray"
-    # any coil count and size passes the signature; the output is the network's image
+    # any coil count and size passes the signature; the output is the image the bundle's inference computes:
+    # the network's output under the same constraints (the evaluator's constrain_output: data consistency on by
+    # default, the phase-encode band when given)
     inputs = example_input(coils=6, height=64, width=48)
     network = load_weights(build_network("varnet", "tiny"), weights).eval()
+    kspace, mask = torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]) != 0
+    batch = {Keys.MASKED_KSPACE: kspace, Keys.INPUT_MASK: mask}
     with torch.no_grad():
-        expected = network(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]) != 0).image.numpy()
+        raw = network(kspace, mask)
+        expected = constrain_output(raw, batch, torch.device("cpu")).image.numpy()
+        banded = constrain_output(raw, {**batch, Keys.PE_RANGE: torch.tensor([4, 44])}, torch.device("cpu"))
+    assert not np.allclose(expected, raw.image.numpy(), rtol=1e-5, atol=1e-6)  # the constraint changes the image
     np.testing.assert_allclose(model.predict(inputs), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(inputs, params={"pe_range": [4, 44]}), banded.image.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(inputs, params={"data_consistency": False}), raw.image.numpy(),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_a_model_uri_resolves_to_checked_weights(server, registered, weights, tmp_path):

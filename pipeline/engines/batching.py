@@ -54,6 +54,7 @@ def constrain_output(
     device: torch.device,
     band_limit: bool = True,
     data_consistency: bool = True,
+    inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> ReconstructionOutput:
     """The network output under the constraints of what is known about the data, for training and evaluation.
 
@@ -61,9 +62,18 @@ def constrain_output(
     (:func:`pipeline.networks.output.replace_measured`, when ``data_consistency``), then the k-space is set to
     zero outside each sample's acquirable phase-encode band ``Keys.PE_RANGE``
     (:func:`pipeline.networks.output.restrict_to_band`, when ``band_limit`` and the batch has the key).
+
+    Args:
+        output: the network's output on ``device``.
+        batch: the collated batch (``Keys.PE_RANGE``; the network inputs when ``inputs`` is ``None``).
+        device: where the network ran.
+        band_limit: apply the phase-encode band.
+        data_consistency: replace the prediction by the measurement on the input mask.
+        inputs: the network's ``(masked_kspace, input_mask)`` already on ``device`` (:func:`network_inputs`),
+            so they are not copied there again; ``None``: read from ``batch``.
     """
     if data_consistency:
-        kspace_in, mask_in, _ = network_inputs(batch, device)
+        kspace_in, mask_in = inputs if inputs is not None else network_inputs(batch, device)[:2]
         output = replace_measured(output, kspace_in, mask_in)
     if band_limit and Keys.PE_RANGE in batch:
         output = restrict_to_band(output, torch.as_tensor(batch[Keys.PE_RANGE]).to(device))

@@ -110,7 +110,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             with torch.no_grad(), autocast_context(device, engine.precision):
                 result = constrain_output(
                     engine.network(kspace_in, mask_in, nlf), batchdata, device,
-                    engine.band_limit, engine.data_consistency,
+                    engine.band_limit, engine.data_consistency, (kspace_in, mask_in),
                 )
             output[Keys.PRED] = denormalize(center_crop(result.image.float(), crop).unsqueeze(1), scale)
         for name in engine.baselines:

@@ -137,7 +137,8 @@ class JSSLTrainer(SupervisedTrainer):
         engine.optimizer.zero_grad(set_to_none=True)
         with autocast_context(device, engine.precision):
             output = engine.network(kspace_in, mask_in, nlf)
-        output = constrain_output(output, batchdata, device, engine.band_limit, engine.data_consistency)
+        output = constrain_output(output, batchdata, device, engine.band_limit, engine.data_consistency,
+                                  (kspace_in, mask_in))
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         loss, terms = engine.losses[branch](output, **loss_kwargs)
         weighted = engine.branch_weights[branch] * loss

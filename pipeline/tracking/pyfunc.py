@@ -82,7 +82,7 @@ class ReconstructionModel(mlflow.pyfunc.PythonModel):
         with torch.no_grad():
             output = self.network(kspace, mask)
             output = constrain_output(output, batch, kspace.device, band_limit=True,
-                                      data_consistency=bool(params["data_consistency"]))
+                                      data_consistency=bool(params["data_consistency"]), inputs=(kspace, mask))
         return output.image.numpy()
 
 

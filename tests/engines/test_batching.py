@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.engines.batching import data_range, intensity_scale, loss_arguments
+from pipeline.engines.batching import constrain_output, data_range, intensity_scale, loss_arguments, network_inputs
 from pipeline.keys import Keys
 from pipeline.losses import JointLoss
 from pipeline.losses.terms import ssim_loss
 from pipeline.networks import ReconstructionOutput
-from pipeline.physics import rss_image
+from pipeline.physics import ifft2c, rss, rss_image
 
 
 def _batch(branch: str = "sl") -> dict:
@@ -60,3 +60,19 @@ def test_loss_arguments_per_branch():
     del batch[Keys.LOSS_MASK]
     with pytest.raises(ValueError, match="LOSS_MASK"):
         loss_arguments(batch, torch.device("cpu"))
+
+
+def test_constrain_output_uses_the_inputs_it_is_given_instead_of_copying_the_batch_again():
+    torch.manual_seed(0)
+    mask = torch.zeros(1, 1, 1, 8, 1, dtype=torch.bool)
+    mask[..., ::2, :] = True
+    batch = {Keys.MASKED_KSPACE: torch.randn(1, 2, 6, 8, 2) * mask, Keys.INPUT_MASK: mask}
+    predicted = torch.randn(1, 2, 6, 8, 2)
+    output = ReconstructionOutput(predicted, rss(ifft2c(predicted)), predicted, [])
+    device = torch.device("cpu")
+    from_batch = constrain_output(output, batch, device)
+    given = constrain_output(output, batch, device, inputs=network_inputs(batch, device)[:2])
+    assert torch.equal(from_batch.kspace, given.kspace)
+    other = torch.randn(1, 2, 6, 8, 2) * mask  # what the caller passes is what is used
+    used = constrain_output(output, batch, device, inputs=(other, mask))
+    assert torch.equal(used.kspace[mask.expand_as(other)], other[mask.expand_as(other)])

@@ -50,7 +50,8 @@ class SiteTrainer:
         overrides: further ``train.json`` settings (``network_size``, ``batch_size``, ``learning_rate`` ...).
 
     Raises:
-        SiteError: the start-up check of the site's settings or data failed (one line, naming the site).
+        SiteError: (one line, naming the site) the configs do not parse, the start-up check of the site's
+            settings or data failed, or the trainer cannot be built from them.
     """
 
     def __init__(
@@ -63,12 +64,27 @@ class SiteTrainer:
         bundle_root: str | Path,
         overrides: Mapping[str, Any] | None = None,
     ) -> None:
+        self.site = site
+        self.iterations = int(iterations)
+        self.rounds = 0
+        try:
+            self.trainer = self._build(mode, manifest, output_dir, bundle_root, overrides)
+        except SystemExit as err:  # ConfigError: the start-up check's one line
+            raise SiteError(f"site {site}: {str(err.code).removeprefix('error: ')}") from None
+        except Exception as err:  # noqa: BLE001 - any failure to set up is this site's failure
+            raise SiteError(f"site {site}: its trainer could not be built: {_cause(err)}") from None
+        self.network: torch.nn.Module = self.trainer.network
+
+    def _build(
+        self, mode: str, manifest: str | Path, output_dir: str | Path, bundle_root: str | Path,
+        overrides: Mapping[str, Any] | None,
+    ) -> Any:
+        """Parse ``train.json`` + ``federated.json`` with the site's settings, run the start-up check, and build
+        the trainer (seeded as the bundle seeds it)."""
         from monai.bundle import ConfigParser
 
         from pipeline.engines import preflight, seed_everything
 
-        self.site = site
-        self.iterations = int(iterations)
         settings = {
             **dict(overrides or {}),
             "bundle_root": str(bundle_root),
@@ -84,22 +100,17 @@ class SiteTrainer:
         parser.read_config([str(Path(bundle_root) / "configs" / f) for f in ("train.json", "federated.json")])
         for key, value in settings.items():
             parser[key] = value
-        try:
-            preflight(
-                mode=mode,
-                manifest=manifest,
-                network=parser.get_parsed_content("network"),
-                network_size=parser.get_parsed_content("network_size"),
-                sections=(),
-                on_bad_file=parser.get_parsed_content("on_bad_file"),
-                batch_size=parser.get_parsed_content("batch_size"),
-            )
-        except SystemExit as err:  # ConfigError: the check's one line
-            raise SiteError(f"site {site}: {str(err.code).removeprefix('error: ')}") from None
+        preflight(
+            mode=mode,
+            manifest=manifest,
+            network=parser.get_parsed_content("network"),
+            network_size=parser.get_parsed_content("network_size"),
+            sections=(),
+            on_bad_file=parser.get_parsed_content("on_bad_file"),
+            batch_size=parser.get_parsed_content("batch_size"),
+        )
         seed_everything(int(parser.get_parsed_content("seed")))
-        self.trainer = parser.get_parsed_content("trainer")
-        self.network: torch.nn.Module = self.trainer.network
-        self.rounds = 0
+        return parser.get_parsed_content("trainer")
 
     def train_round(self, global_weights: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Load the global weights, train ``iterations`` steps, return the local weights (CPU tensors).
@@ -108,23 +119,21 @@ class SiteTrainer:
             SiteError: the weights do not fit the site's network, a file is bad, training failed, or the
                 trained weights are not finite.
         """
-        from pipeline.data.errors import data_error_message
+        from pipeline.handlers.checkpoint import check_weights
 
         state = {key: torch.as_tensor(np.asarray(value)) for key, value in global_weights.items()}
-        own = self.network.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        shapes = sorted(key for key in set(own) & set(state) if own[key].shape != state[key].shape)
-        if missing or unexpected or shapes:
-            raise SiteError(f"site {self.site}: the global weights do not fit its network (missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}, other shapes {shapes[:3]})")
+        try:
+            check_weights(self.network.state_dict(), {k: tuple(v.shape) for k, v in state.items()},
+                          "of the global model")
+        except ValueError as err:
+            raise SiteError(f"site {self.site}: {err}") from None
         self.network.load_state_dict(state)
         if self.rounds:
             self.trainer.state.max_epochs = self.rounds + 1  # one more epoch of `iterations` steps
         try:
             self.trainer.run()
         except Exception as err:  # noqa: BLE001 - any failure of local training is this site's failure
-            message = data_error_message(err) or f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            raise SiteError(f"site {self.site}: local training failed: {message}") from None
+            raise SiteError(f"site {self.site}: local training failed: {_cause(err)}") from None
         self.rounds += 1
         if self.trainer.state.iteration != self.rounds * self.iterations:
             raise SiteError(f"site {self.site}: local training stopped after {self.trainer.state.iteration} of "
@@ -134,6 +143,13 @@ class SiteTrainer:
         if bad:
             raise SiteError(f"site {self.site}: non-finite weights after local training ({', '.join(bad[:3])})")
         return weights
+
+
+def _cause(err: Exception) -> str:
+    """One line for a failure: the data error's message (file and slice), else ``<type>: <first line>``."""
+    from pipeline.data.errors import data_error_message
+
+    return data_error_message(err) or f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def _record(path: Path, entry: Mapping[str, Any]) -> None:

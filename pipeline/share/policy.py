@@ -150,8 +150,8 @@ class _ExpressionChecker:
     def __init__(self, where: str) -> None:
         self.where = where
 
-    def refuse(self, what: str) -> None:
-        raise ArchiveError(f"{self.where}: expression {what}, which is not allowed")
+    def refuse(self, what: str, why: str = "which is not allowed") -> None:
+        raise ArchiveError(f"{self.where}: expression {what}, {why}")
 
     def bind(self, names: set[str], scope: frozenset[str]) -> frozenset[str]:
         """``scope`` with ``names`` bound, refusing a name that would hide a builtin, package or reference."""
@@ -181,7 +181,7 @@ class _ExpressionChecker:
             dotted = _chain(node)
             if dotted is not None and dotted.split(".")[0] in ALLOWED_MODULES:
                 if dotted not in ALLOWED_CALLABLES:
-                    self.refuse(f"uses {dotted!r}, which is not in the allow-list of callables")
+                    self.refuse(f"uses {dotted!r}", "which is not in the allow-list of callables")
                 return  # the whole chain is allowed; its prefixes are not values of their own
             self.visit(node.value, scope)  # inner names first: `__import__('os').system` names `__import__`
             if node.attr not in ALLOWED_ATTRIBUTES:
@@ -285,8 +285,12 @@ def check_logging_conf(text: str, name: str) -> None:
 
     Only ``StreamHandler`` to ``sys.stdout`` / ``sys.stderr`` and plain ``logging.Formatter`` s are allowed.
 
+    Args:
+        text: the file's content (``configparser`` format).
+        name: the file's path in the bundle, for the message.
+
     Raises:
-        ArchiveError: naming the section and entry.
+        ArchiveError: not a logging configuration, or naming the section and entry that is refused.
     """
     parser = configparser.ConfigParser(interpolation=None)
     try:

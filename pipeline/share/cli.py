@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_export.add_argument("--bundle", type=Path, default=Path("bundles/jssl_varnet"), help="bundle folder")
     p_export.add_argument("--train_dir", type=Path, required=True, help="output folder of the training run")
     p_export.add_argument("--out", type=Path, required=True, help="archive to write (.zip)")
-    p_export.add_argument("--weights", type=Path, help="weights (default <train_dir>/model.pt or the bundle's)")
+    p_export.add_argument("--weights", type=Path,
+                          help="weights (default: the file the run recorded; must have the sha256 it recorded)")
     p_export.add_argument("--tracking_uri", help="MLflow store of the run (default: the bundle's in train_dir)")
     p_verify = commands.add_parser("verify", help="check an archive before anything of it is parsed")
     p_verify.add_argument("archive", type=Path, help="shared bundle: zip or folder")

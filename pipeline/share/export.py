@@ -2,12 +2,16 @@
 
 The archive (a zip of one folder, ``jssl_varnet/``) holds:
 
-- ``configs/``: the bundle's configs, with ``train.json``'s ``network`` and ``network_size`` set to the
-  trained network's, so the receiving site's commands need no architecture settings;
+- ``configs/``: the bundle's configs, with ``train.json``'s ``network``, ``network_size`` and
+  :data:`INFERENCE_SETTINGS` set to the training run's, so the receiving site's commands need no architecture
+  settings and reconstruct as the run validated;
 - ``configs/metadata.json``: the bundle metadata plus ``provenance``: training mode, network and size,
-  the SHA-256 of the training manifest, the code version, the validation metrics (last and best
-  ``val_ssim``), the parent bundle's hash for a fine-tuned model, the MLflow run id;
-- ``models/model.safetensors``: the weights (no pickle); ``docs/README.md``, ``docs/model_card.md``, ``LICENSE``;
+  the SHA-256 of the training manifest, the code version, the ``val_*`` metrics at the step of the best
+  ``val_ssim`` (``validation_step``, the weights training exports), the parent bundle's hash for a fine-tuned
+  model, the MLflow run id;
+- ``models/model.safetensors``: exactly the weights file the run recorded writing (MLflow tags ``weights_file``
+  and ``weights_sha256``, :class:`pipeline.tracking.RegisterModel`), as safetensors (no pickle);
+  ``docs/README.md``, ``docs/model_card.md``, ``LICENSE``;
 - ``logs/validation.csv``: the validation metrics of every validation (step, metric, value) from MLflow;
 - ``checksums.sha256``: the SHA-256 of every other file.
 

@@ -22,8 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "jssl_varnet"
 
 #: val_ssim peaks at step 4; the other metrics are best elsewhere, and the last validation is step 6.
-HISTORY = {"val_ssim": {2: 0.5, 4: 0.7, 6: 0.6}, "val_psnr": {2: 20.0, 4: 22.0, 6: 25.0}, "val_nmse": {2: 0.3, 4: 0.2,
-                                                                                                      6: 0.1}}
+HISTORY = {
+    "val_ssim": {2: 0.5, 4: 0.7, 6: 0.6},
+    "val_psnr": {2: 20.0, 4: 22.0, 6: 25.0},
+    "val_nmse": {2: 0.3, 4: 0.2, 6: 0.1},
+}
 PARAMS = {"mode": "sl", "network": "varnet", "network_size": "tiny", "readout_crop": "True", "band_limit": "False",
           "data_consistency": "False", "mask_type": "random", "acceleration": "8", "center_fraction": "0.04"}
 

@@ -73,10 +73,18 @@ def _train(bundle: Path, run_dir: Path, overrides: Mapping[str, Any]) -> Path:
     return model
 
 
+def score_overrides(bundle: Path, manifest: Path, network_size: str, model: Path, out: Path) -> dict[str, Any]:
+    """Bundle overrides that score ``model`` on the test section with the quality benchmark's evaluation rule.
+
+    Fixed equispaced masks at :data:`ACCELERATION` (the demo's), the zero-filled baseline alongside.
+    """
+    settings = {"bundle": bundle, "manifest": manifest, "network_size": network_size, "readout_crop": False,
+                "mask_type": "equispaced", "overrides": {}}
+    return {**eval_overrides(settings, out, ACCELERATION, ["zero_filled"]), "ckpt_path": str(model)}
+
+
 def _score(bundle: Path, manifest: Path, network_size: str, model: Path, out: Path) -> dict[str, Any]:
-    settings = {"bundle": bundle, "manifest": manifest, "network_size": network_size, "readout_crop": False}
-    overrides = {**eval_overrides(settings, out, ACCELERATION, ["zero_filled"]), "ckpt_path": str(model)}
-    _run_workflow(evaluation_configs(bundle), bundle, overrides)
+    _run_workflow(evaluation_configs(bundle), bundle, score_overrides(bundle, manifest, network_size, model, out))
     return json.loads((out / "metrics.json").read_text())["summary"]
 
 

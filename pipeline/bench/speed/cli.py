@@ -56,6 +56,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to run")
     parser.add_argument("--peer-sizes", nargs="+", default=list(PEER_SIZES), choices=list(PEER_SIZES),
                         help="input sizes of the peers part, one fresh process each (default: all)")
+    parser.add_argument("--memory-cascades", type=int, default=None,
+                        help="cascades of the memory part's fastmri network (default: its 12); fewer where the "
+                             "no-checkpointing run does not fit in memory")
     parser.add_argument("--render", type=Path, default=None,
                         help="re-write speed.md/speed.png from an existing speed.json (no measuring)")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         args.bundle, args.manifest, 1 if quick else min(repeats, 3), fastmri=not quick
     ))
     part("memory", "peak memory with / without checkpointing (fresh subprocesses)", lambda: (
-        bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory("fastmri", FASTMRI_SHAPE, 1200)
+        bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory(
+            "fastmri", FASTMRI_SHAPE, 1800, num_cascades=args.memory_cascades)
     ))
     report["gpu"] = {"available": False, "note": "not run"}
     part("gpu", "GPU", lambda: bench_gpu(quick, repeats))

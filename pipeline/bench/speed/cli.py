@@ -14,6 +14,7 @@ import torch
 
 from pipeline.bench.bundle import require_path
 from pipeline.bench.common import machine_info
+from pipeline.bench.speed.compiled import bench_compiled
 from pipeline.bench.speed.engine import bench_engine
 from pipeline.bench.speed.gpu import bench_gpu
 from pipeline.bench.speed.inference import bench_inference
@@ -25,7 +26,9 @@ from pipeline.bench.speed.synthetic import FASTMRI_SHAPE
 
 __all__ = ["main", "parse_args", "run"]
 
-PARTS = ("engine", "profile", "peers", "inference", "memory", "gpu")
+PARTS = ("engine", "profile", "peers", "inference", "memory", "compiled", "gpu")
+#: Parts run without ``--parts``: ``compiled`` is opt-in (inductor compiles for minutes on a CPU).
+DEFAULT_PARTS = tuple(p for p in PARTS if p != "compiled")
 #: Parts that read the bundle and the demo manifest.
 _BUNDLE_PARTS = {"engine", "inference"}
 
@@ -53,7 +56,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mlflow", action="store_true", help="attach the bundle's MLflow tracker (temp folder)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to run")
+    parser.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS,
+                        help="what to run (default: all but 'compiled', which compiles for minutes)")
     parser.add_argument("--peer-sizes", nargs="+", default=list(PEER_SIZES), choices=list(PEER_SIZES),
                         help="input sizes of the peers part, one fresh process each (default: all)")
     parser.add_argument("--memory-cascades", type=int, default=None,
@@ -113,6 +117,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     part("memory", "peak memory with / without checkpointing (fresh subprocesses)", lambda: (
         bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory(
             "fastmri", FASTMRI_SHAPE, 1800, num_cascades=args.memory_cascades)
+    ))
+    part("compiled", "torch.compile vs eager (compile time apart)", lambda: (
+        bench_compiled("tiny", (4, 32, 32), 2) if quick else bench_compiled("demo", (8, 256, 136), repeats)
     ))
     report["gpu"] = {"available": False, "note": "not run"}
     part("gpu", "GPU", lambda: bench_gpu(quick, repeats))

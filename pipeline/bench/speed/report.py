@@ -177,6 +177,15 @@ def _memory_rows(mem: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _compiled_rows(comp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        _row(f"{phase}: torch.compile (inductor, every U-Net) vs eager, {comp['size']} net, {comp['input']} "
+             f"(compiling took {comp['compile_s'][phase]:.0f} s, left out)",
+             f"{comp[phase]['a_s']:.3f} s", f"{comp[phase]['b_s']:.3f} s", comp[phase]["ratio"], "informative", "n/a")
+        for phase in ("forward", "train")
+    ]
+
+
 def _gpu_rows(gpu: dict[str, Any]) -> list[dict[str, Any]]:
     if not gpu.get("available"):
         return [_row("GPU step time, memory, bf16 AMP speed-up", "no GPU in this run", "-", None, "-", "n/a")]
@@ -204,6 +213,8 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows += _inference_rows(report.get("inference", {}))
     if report.get("memory"):
         rows += _memory_rows(report["memory"])
+    if report.get("compiled"):
+        rows += _compiled_rows(report["compiled"])
     rows += _gpu_rows(report.get("gpu", {}))
     return rows
 

@@ -52,6 +52,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, 2 repeats, no fastMRI-size runs")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 7; 2 with --quick)")
     parser.add_argument("--engine-steps", type=int, default=None, help="measured trainer steps (default 16)")
+    parser.add_argument("--engine-network-size", default=None,
+                        help="network_size of the engine part (default: the bundle's; tiny with --quick)")
+    parser.add_argument("--data-wait-only", action="store_true",
+                        help="engine part: measure the data wait only, not engine vs bare steps (for large sizes)")
     parser.add_argument("--num-workers", type=int, default=None, help="override the bundle's DataLoader workers")
     parser.add_argument("--mlflow", action="store_true", help="attach the bundle's MLflow tracker (temp folder)")
     parser.add_argument("--threads", type=int, default=None,
@@ -103,7 +107,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     engine_steps = args.engine_steps if args.engine_steps is not None else (3 if quick else 16)
     part("engine", "engine overhead and data wait", lambda: bench_engine(
         args.bundle, args.manifest, engine_steps, warmup=1 if quick else 2,
-        network_size="tiny" if quick else None, num_workers=args.num_workers, mlflow=args.mlflow,
+        network_size="tiny" if quick else args.engine_network_size, num_workers=args.num_workers,
+        mlflow=args.mlflow, overhead=not args.data_wait_only,
     ))
     part("profile", "where a training step's time goes (torch.profiler)", lambda: [
         profile_step(name) for name in PROFILE_CASES if name.startswith("quick") == quick

@@ -36,7 +36,7 @@ NOTES = [
 ]
 TARGETS = {
     "engine_overhead": "<= 1.10 (overhead <= 10%)",
-    "data_wait_fraction": "<= 0.05",
+    "data_wait_fraction": "<= 0.02",
     "peer_train": "<= 0.667 (>= 1.5x faster)",
     "default_train": "< 1.00 (faster than the fastest peer)",
     "default_fastmri_forward": "<= 0.667 (>= 1.5x faster than the fastest peer)",
@@ -55,16 +55,20 @@ def _row(measurement: str, ours: str, reference: str, ratio: float | None, targe
 
 
 def _engine_rows(eng: dict[str, Any]) -> list[dict[str, Any]]:
-    o, d, s = eng["overhead"], eng["data_wait"], eng["settings"]
-    return [
-        _row(f"JSSLTrainer step vs bare step ({s['network_size']} net, batch {s['batch_size']}, "
-             f"{s['num_workers']} workers, {o['steps']} steps)",
-             f"{o['engine_s']:.3f} s", f"{o['bare_s']:.3f} s", o["ratio"],
-             TARGETS["engine_overhead"], _met(o["ratio"], o["ratio"] <= 1.10)),
-        _row(f"time waiting for data / wall time (undisturbed run, {d['steps']} steps)",
+    d, s = eng["data_wait"], eng["settings"]
+    rows = []
+    if "overhead" in eng:
+        o = eng["overhead"]
+        rows.append(_row(f"JSSLTrainer step vs bare step ({s['network_size']} net, batch {s['batch_size']}, "
+                         f"{s['num_workers']} workers, {o['steps']} steps)",
+                         f"{o['engine_s']:.3f} s", f"{o['bare_s']:.3f} s", o["ratio"],
+                         TARGETS["engine_overhead"], _met(o["ratio"], o["ratio"] <= 1.10)))
+    return rows + [
+        _row(f"time waiting for data / wall time (undisturbed run, {d['steps']} steps, {s['network_size']} net, "
+             f"batch {s['batch_size']}, {s['num_workers']} workers, {s.get('manifest', 'demo data')})",
              f"{1000 * d['wall_s'] * d['wait_fraction'] / max(d['steps'], 1):.0f} ms/step waiting",
              f"{d['step_median_s']:.3f} s/step compute", d["wait_fraction"],
-             TARGETS["data_wait_fraction"], _met(d["wait_fraction"], d["wait_fraction"] <= 0.05)),
+             TARGETS["data_wait_fraction"], _met(d["wait_fraction"], d["wait_fraction"] <= 0.02)),
     ]
 
 
@@ -262,8 +266,9 @@ def _bars(report: dict[str, Any]) -> list[tuple[str, float, float | None]]:
     bars: list[tuple[str, float, float | None]] = []
     eng = report.get("engine")
     if eng:
-        bars.append(("engine / bare step", eng["overhead"]["ratio"], 1.10))
-        bars.append(("data-wait fraction", eng["data_wait"]["wait_fraction"], 0.05))
+        if "overhead" in eng:
+            bars.append(("engine / bare step", eng["overhead"]["ratio"], 1.10))
+        bars.append(("data-wait fraction", eng["data_wait"]["wait_fraction"], 0.02))
     for size in report.get("peers", []):
         for phase in ("forward", "train"):
             for pair in size.get(phase, {}).get("pairs", []):

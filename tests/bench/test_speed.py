@@ -85,3 +85,11 @@ def test_synthetic_slice_uses_the_equispaced_mask() -> None:
     assert not kspace[..., ~mask[0, 0, 0, :, 0], :].any()
     assert mask[0, 0, 0, 30:35, 0].all()  # round(64 * 0.08) = 5 ACS columns around the centre 32
     assert abs(int(mask.sum()) - 64 / 4) <= 2
+
+
+def test_data_wait_only_report_has_no_overhead_row() -> None:
+    engine = {"settings": {"network_size": "demo", "batch_size": 2, "num_workers": 2, "manifest": "m.json"},
+              "data_wait": {"steps": 4, "wait_fraction": 0.03, "wall_s": 100.0, "step_median_s": 24.0}}
+    rows = summarise({"meta": {}, "engine": engine})
+    assert [r["met"] for r in rows if "waiting for data" in r["measurement"]] == ["**no**"]  # 3 % > the 2 % target
+    assert not any("bare step" in r["measurement"] for r in rows)

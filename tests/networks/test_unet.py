@@ -73,4 +73,3 @@ def test_norm_unet_feeds_its_unet_contiguous_nchw():
     net.unet.down[1].register_forward_pre_hook(lambda module, args: layouts.append(args[0].is_contiguous()))
     net(torch.randn(3, 16, 16, 2))
     assert layouts == [True, True]
-

@@ -4,6 +4,7 @@ from pipeline.engines.batching import autocast_context, data_range, intensity_sc
 from pipeline.engines.cli import keep_text_settings
 from pipeline.engines.evaluator import ReconstructionEvaluator
 from pipeline.engines.interleave import InterleavedLoader, schedule_from_ratio
+from pipeline.engines.memory import return_freed_memory
 from pipeline.engines.modes import MODES, TrainingMode, branch_sections, training_mode, uses_branch
 from pipeline.engines.startup import (
     ConfigError,
@@ -41,6 +42,7 @@ __all__ = [
     "network_inputs",
     "preflight",
     "record_skipped_files",
+    "return_freed_memory",
     "schedule_from_ratio",
     "seed_everything",
     "skipped_files",

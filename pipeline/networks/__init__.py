@@ -3,7 +3,7 @@
 from pipeline.networks.output import ReconstructionOutput
 from pipeline.networks.registry import NETWORKS, NetworkSpec, build_network, network_spec, register_network
 from pipeline.networks.sensitivity import SensitivityModel, acs_column_window
-from pipeline.networks.unet import NormUnet, PaddedUnet, Unet
+from pipeline.networks.unet import NormUnet, PaddedUnet, Unet, compile_unets
 from pipeline.networks.varnet import VARNET_SIZES, VarNet, VarNetBlock
 from pipeline.networks.vsharp import VSHARP_SIZES, LagrangeMultipliersInitializer, VSharpBlock, VSharpNet
 
@@ -24,6 +24,7 @@ __all__ = [
     "VSharpNet",
     "acs_column_window",
     "build_network",
+    "compile_unets",
     "network_spec",
     "register_network",
 ]

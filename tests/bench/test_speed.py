@@ -10,6 +10,8 @@ import torch
 
 from pipeline.bench import speed
 from pipeline.bench.common import interleaved, paired
+from pipeline.bench.speed.memory import MEMORY_CONFIGS, bench_memory
+from pipeline.bench.speed.report import summarise
 from pipeline.bench.speed.synthetic import synthetic_slice
 
 
@@ -33,7 +35,7 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     # DIRECT is a benchmark-only install: either it was timed or the report says why it was skipped
     assert "DIRECT E2E-VarNet, sens 16" in peers["params_M"] or "DIRECT E2E-VarNet, sens 16" in peers["skipped"]
     assert "ratio" in report["inference"]["demo"]
-    assert {"no_checkpoint", "checkpoint", "ratio"} <= set(report["memory"])
+    assert {"no_checkpoint", "checkpoint", "ratio", "ratio_same_allocator"} <= set(report["memory"])
     assert "activation_GiB" in report["memory"]["checkpoint"], report["memory"]["checkpoint"]
     assert report["gpu"].get("available") in (True, False)
     assert report["summary"] and all({"measurement", "ratio", "target", "met"} <= set(r) for r in report["summary"])
@@ -41,6 +43,16 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     table = (tmp_path / "speed.md").read_text()
     assert "| measurement |" in table
     assert (tmp_path / "speed.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_memory_part_runs_each_configuration_as_configured() -> None:
+    mem = bench_memory("tiny", (2, 32, 32), timeout=300, num_cascades=1)
+    for label, (_, returned) in MEMORY_CONFIGS.items():
+        assert mem[label].get("return_freed") is returned, (label, mem[label])
+        assert mem[label]["params_M"] > 0 and mem[label]["activation_GiB"] >= 0
+    rows = [r for r in summarise({"meta": {}, "memory": mem}) if "peak activation memory" in r["measurement"]]
+    assert len(rows) == 3 and all("tiny net, 1 cascades" in r["measurement"] for r in rows)
 
 
 def test_paired_interleaves_and_reports_ratio() -> None:
@@ -73,3 +85,11 @@ def test_synthetic_slice_uses_the_equispaced_mask() -> None:
     assert not kspace[..., ~mask[0, 0, 0, :, 0], :].any()
     assert mask[0, 0, 0, 30:35, 0].all()  # round(64 * 0.08) = 5 ACS columns around the centre 32
     assert abs(int(mask.sum()) - 64 / 4) <= 2
+
+
+def test_data_wait_only_report_has_no_overhead_row() -> None:
+    engine = {"settings": {"network_size": "demo", "batch_size": 2, "num_workers": 2, "manifest": "m.json"},
+              "data_wait": {"steps": 4, "wait_fraction": 0.03, "wall_s": 100.0, "step_median_s": 24.0}}
+    rows = summarise({"meta": {}, "engine": engine})
+    assert [r["met"] for r in rows if "waiting for data" in r["measurement"]] == ["**no**"]  # 3 % > the 2 % target
+    assert not any("bare step" in r["measurement"] for r in rows)

@@ -6,7 +6,7 @@ from monai.apps.reconstruction.networks.nets.coil_sensitivity_model import CoilS
 from monai.apps.reconstruction.networks.nets.complex_unet import ComplexUnet
 from monai.apps.reconstruction.networks.nets.varnet import VariationalNetworkModel
 
-from pipeline.networks import ReconstructionOutput, SensitivityModel, VarNet, acs_column_window
+from pipeline.networks import ReconstructionOutput, SensitivityModel, VarNet, acs_column_window, compile_unets
 from pipeline.physics import complex_abs_sq, ifft2c, rss
 
 COILS, H, W = 3, 32, 32  # MONAI's BasicUNet needs >= 32 (four poolings, instance norm)
@@ -201,6 +201,47 @@ def test_checkpointing_gives_identical_gradients(monkeypatch):
     assert calls == [{"use_reentrant": False}] * (COILS + SMALL["num_cascades"])
     for plain, checkpointed in zip(*grads):
         torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_unets_match_eager_and_compile_once():
+    """``compile_unets``: same outputs and gradients as eager; the cascades' U-Nets share one compiled graph.
+
+    Only the cascades are compiled here: the sensitivity U-Net (whose input needs no gradient) is a second
+    graph and would double the test's compile time (155 s for both on the shared 2-core machine).
+    """
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = VarNet(**SMALL).train()
+    compiled = VarNet(**SMALL).train()
+    compile_unets(compiled.cascades)
+    compiled.load_state_dict(eager.state_dict())  # compiling leaves the parameter names as they are
+    mask = equispaced()
+    k = kspace() * mask
+    results = []
+    for model in (eager, compiled):
+        image = model(k, mask).image
+        image.square().mean().backward()
+        results.append((image.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
+    for got, want in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert compile_unets(eager, enable=False) is eager and eager._compiled_call_impl is None
+
+
+def test_bundle_compile_setting_compiles_every_unet_only():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config("bundles/jssl_varnet/configs/train.json")
+    assert parser["compile"] is False  # default off
+    parser["network_size"], parser["compile"] = "tiny", True
+    model = parser.get_parsed_content("model")
+    compiled = {name for name, m in model.named_modules() if m._compiled_call_impl is not None}
+    assert compiled == {"sens_net.norm_unet", "cascades.0.regulariser", "cascades.1.regulariser"}
 
 
 def test_autocast_bf16_keeps_kspace_float32(net):

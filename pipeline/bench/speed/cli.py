@@ -14,6 +14,7 @@ import torch
 
 from pipeline.bench.bundle import require_path
 from pipeline.bench.common import machine_info
+from pipeline.bench.speed.compiled import bench_compiled
 from pipeline.bench.speed.engine import bench_engine
 from pipeline.bench.speed.gpu import bench_gpu
 from pipeline.bench.speed.inference import bench_inference
@@ -25,7 +26,9 @@ from pipeline.bench.speed.synthetic import FASTMRI_SHAPE
 
 __all__ = ["main", "parse_args", "run"]
 
-PARTS = ("engine", "profile", "peers", "inference", "memory", "gpu")
+PARTS = ("engine", "profile", "peers", "inference", "memory", "compiled", "gpu")
+#: Parts run without ``--parts``: ``compiled`` is opt-in (inductor compiles for minutes on a CPU).
+DEFAULT_PARTS = tuple(p for p in PARTS if p != "compiled")
 #: Parts that read the bundle and the demo manifest.
 _BUNDLE_PARTS = {"engine", "inference"}
 
@@ -49,13 +52,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, 2 repeats, no fastMRI-size runs")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 7; 2 with --quick)")
     parser.add_argument("--engine-steps", type=int, default=None, help="measured trainer steps (default 16)")
+    parser.add_argument("--engine-network-size", default=None,
+                        help="network_size of the engine part (default: the bundle's; tiny with --quick)")
+    parser.add_argument("--data-wait-only", action="store_true",
+                        help="engine part: measure the data wait only, not engine vs bare steps (for large sizes)")
     parser.add_argument("--num-workers", type=int, default=None, help="override the bundle's DataLoader workers")
     parser.add_argument("--mlflow", action="store_true", help="attach the bundle's MLflow tracker (temp folder)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to run")
+    parser.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS,
+                        help="what to run (default: all but 'compiled', which compiles for minutes)")
     parser.add_argument("--peer-sizes", nargs="+", default=list(PEER_SIZES), choices=list(PEER_SIZES),
                         help="input sizes of the peers part, one fresh process each (default: all)")
+    parser.add_argument("--memory-cascades", type=int, default=None,
+                        help="cascades of the memory part's fastmri network (default: its 12); fewer where the "
+                             "no-checkpointing run does not fit in memory")
     parser.add_argument("--render", type=Path, default=None,
                         help="re-write speed.md/speed.png from an existing speed.json (no measuring)")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
@@ -96,7 +107,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     engine_steps = args.engine_steps if args.engine_steps is not None else (3 if quick else 16)
     part("engine", "engine overhead and data wait", lambda: bench_engine(
         args.bundle, args.manifest, engine_steps, warmup=1 if quick else 2,
-        network_size="tiny" if quick else None, num_workers=args.num_workers, mlflow=args.mlflow,
+        network_size="tiny" if quick else args.engine_network_size, num_workers=args.num_workers,
+        mlflow=args.mlflow, overhead=not args.data_wait_only,
     ))
     part("profile", "where a training step's time goes (torch.profiler)", lambda: [
         profile_step(name) for name in PROFILE_CASES if name.startswith("quick") == quick
@@ -108,7 +120,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         args.bundle, args.manifest, 1 if quick else min(repeats, 3), fastmri=not quick
     ))
     part("memory", "peak memory with / without checkpointing (fresh subprocesses)", lambda: (
-        bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory("fastmri", FASTMRI_SHAPE, 1200)
+        bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory(
+            "fastmri", FASTMRI_SHAPE, 1800, num_cascades=args.memory_cascades)
+    ))
+    part("compiled", "torch.compile vs eager (compile time apart)", lambda: (
+        bench_compiled("tiny", (4, 32, 32), 2) if quick else bench_compiled("demo", (8, 256, 136), repeats)
     ))
     report["gpu"] = {"available": False, "note": "not run"}
     part("gpu", "GPU", lambda: bench_gpu(quick, repeats))

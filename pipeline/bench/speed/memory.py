@@ -23,7 +23,7 @@ import torch
 from pipeline.bench.common import num_params
 from pipeline.bench.speed.synthetic import synthetic_slice
 
-__all__ = ["bench_memory", "memory_worker", "run_worker"]
+__all__ = ["MEMORY_CONFIGS", "bench_memory", "memory_worker", "run_worker"]
 
 
 def _proc_kib(path: str, field: str) -> int | None:
@@ -42,25 +42,29 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         spec: ``{"network": registry name (default "varnet"), "size": network size, "shape": [coils, H, W],
-            "checkpoint": bool, "batch": int (default 1)}``.
+            "checkpoint": bool, "batch": int (default 1), "overrides": builder arguments, "return_freed": bool
+            (default: "checkpoint", as the bundle does; :func:`pipeline.engines.memory.return_freed_memory`)}``.
 
     Returns:
-        ``baseline_GiB``, ``peak_GiB``, ``activation_GiB`` (peak minus baseline), ``step_s``, ``method`` and
-        ``params_M``.
+        ``baseline_GiB``, ``peak_GiB``, ``activation_GiB`` (peak minus baseline), ``step_s``, ``method``,
+        ``params_M`` and ``return_freed`` (whether the allocator setting took effect).
 
     Raises:
         MemoryError: when the step would need more than 90% of the memory available at the start (the
             address-space limit set here fails the step instead of waking the OOM killer for others).
     """
+    from pipeline.engines.memory import return_freed_memory
     from pipeline.networks import build_network
 
+    returned = return_freed_memory(spec.get("return_freed", spec["checkpoint"]))
     size_kib, available = _proc_kib("/proc/self/status", "VmSize"), _proc_kib("/proc/meminfo", "MemAvailable")
     if size_kib and available:
         limit = (size_kib + int(0.9 * available)) * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     torch.manual_seed(0)
     coils, h, w = spec["shape"]
-    net = build_network(spec.get("network", "varnet"), spec["size"], use_checkpoint=spec["checkpoint"]).train()
+    net = build_network(spec.get("network", "varnet"), spec["size"], use_checkpoint=spec["checkpoint"],
+                        **spec.get("overrides", {})).train()
     kspace, mask = synthetic_slice(coils, h, w, batch=spec.get("batch", 1))
     target = torch.rand(kspace.shape[0], h, w)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -92,6 +96,7 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "step_s": seconds,
         "method": "VmHWM reset via /proc/self/clear_refs" if hwm_kib is not None else "ru_maxrss",
         "params_M": num_params(net),
+        "return_freed": returned,
     }
 
 
@@ -121,26 +126,50 @@ def run_worker(flag: str, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def bench_memory(size: str, shape: tuple[int, int, int], timeout: int) -> dict[str, Any]:
-    """Training-step peak memory without / with gradient checkpointing, each in a fresh subprocess.
+#: label -> (gradient checkpointing, freed memory returned at once): the bundle's default, the bundle with
+#: ``gradient_checkpointing`` (which turns on :func:`pipeline.engines.memory.return_freed_memory`), and each
+#: half of that alone.
+MEMORY_CONFIGS: dict[str, tuple[bool, bool]] = {
+    "no_checkpoint": (False, False),
+    "checkpoint": (True, True),
+    "checkpoint_heap": (True, False),
+    "no_checkpoint_returned": (False, True),
+}
+
+
+def bench_memory(
+    size: str, shape: tuple[int, int, int], timeout: int, num_cascades: int | None = None
+) -> dict[str, Any]:
+    """Training-step peak memory of each of :data:`MEMORY_CONFIGS`, each in a fresh subprocess.
 
     Args:
         size: network size (``"demo"``, ``"fastmri"``, ...).
         shape: ``(coils, H, W)`` of the synthetic slice (batch 1).
         timeout: seconds per subprocess.
+        num_cascades: overrides the size's number of cascades (``None`` = the size's own).
 
     Returns:
-        ``{"size", "input", "no_checkpoint": {...}, "checkpoint": {...}, "ratio"}`` with ``ratio`` = activation
-        memory without / with checkpointing (``None`` when either failed).
+        ``{"size", "input", "num_cascades", <one entry per configuration>, "ratio", "ratio_same_allocator",
+        "ratio_checkpoint_heap"}``: ``ratio`` = activation memory of ``no_checkpoint`` / ``checkpoint`` (the
+        bundle's two settings), ``ratio_same_allocator`` = ``no_checkpoint_returned`` / ``checkpoint``
+        (checkpointing alone), ``ratio_checkpoint_heap`` = ``no_checkpoint`` / ``checkpoint_heap`` (before the
+        allocator setting); each ``None`` when either run failed.
     """
-    rows: dict[str, Any] = {"size": size, "input": f"{shape[0]} coils {shape[1]}x{shape[2]}, batch 1"}
-    for label, checkpoint in (("no_checkpoint", False), ("checkpoint", True)):
+    rows: dict[str, Any] = {"size": size, "input": f"{shape[0]} coils {shape[1]}x{shape[2]}, batch 1",
+                            "num_cascades": num_cascades}
+    for label, (checkpoint, returned) in MEMORY_CONFIGS.items():
         available = _proc_kib("/proc/meminfo", "MemAvailable")
-        spec = {"size": size, "shape": list(shape), "checkpoint": checkpoint}
+        spec = {"size": size, "shape": list(shape), "checkpoint": checkpoint, "return_freed": returned,
+                "overrides": {} if num_cascades is None else {"num_cascades": num_cascades}}
         rows[label] = run_worker("--memory-worker", spec, timeout)
         rows[label]["mem_available_before_GiB"] = (available or 0) / 2**20
         print(f"  memory {size} {label}: {rows[label]}", flush=True)
-    a = rows["no_checkpoint"].get("activation_GiB")
-    b = rows["checkpoint"].get("activation_GiB")
-    rows["ratio"] = a / b if a and b else None
+
+    def ratio(numerator: str, denominator: str) -> float | None:
+        a, b = rows[numerator].get("activation_GiB"), rows[denominator].get("activation_GiB")
+        return a / b if a and b else None
+
+    rows["ratio"] = ratio("no_checkpoint", "checkpoint")
+    rows["ratio_same_allocator"] = ratio("no_checkpoint_returned", "checkpoint")
+    rows["ratio_checkpoint_heap"] = ratio("no_checkpoint", "checkpoint_heap")
     return rows

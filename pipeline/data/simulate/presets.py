@@ -117,6 +117,15 @@ PRESETS: dict[str, Preset] = {
         slice_spacing_mm=4.0,
         slab_gap_mm=8.0,
     ),
+    # fastMRI brain size (15 coils, k-space 640x368): a handful of slices for the speed benchmark's data wait
+    "fastmri": Preset(
+        name="fastmri",
+        recon_size=320,
+        pad_columns=24,
+        proxy=dataclasses.replace(_PROXY, num_coils=15),
+        target=dataclasses.replace(_TARGET, num_coils=15),
+        volumes={"proxy": (1, 4), "target": (1, 4), "validation": (1, 1), "test": (1, 1)},
+    ),
     # quality benchmark, CPU profile: 64 px, 4 coils; brain proxy -> brain target (contrast/orientation shift)
     "cpu_brain": _quality_preset("cpu_brain", 64, dataclasses.replace(_PROXY, num_coils=4),
                                  dataclasses.replace(_TARGET, num_coils=4)),

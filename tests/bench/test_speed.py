@@ -93,3 +93,13 @@ def test_data_wait_only_report_has_no_overhead_row() -> None:
     rows = summarise({"meta": {}, "engine": engine})
     assert [r["met"] for r in rows if "waiting for data" in r["measurement"]] == ["**no**"]  # 3 % > the 2 % target
     assert not any("bare step" in r["measurement"] for r in rows)
+
+
+def test_engine_settings_are_parsed_as_json_values() -> None:
+    from pipeline.bench.speed.cli import parse_args
+
+    args = parse_args(["--engine-setting", "gradient_checkpointing=true", "--engine-setting", "batch_size=1",
+                       "--engine-setting", "mode=sl"])
+    assert dict(args.engine_setting) == {"gradient_checkpointing": True, "batch_size": 1, "mode": "sl"}
+    with pytest.raises(SystemExit):
+        parse_args(["--engine-setting", "no_equals_sign"])

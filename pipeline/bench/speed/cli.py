@@ -33,6 +33,17 @@ DEFAULT_PARTS = tuple(p for p in PARTS if p != "compiled")
 _BUNDLE_PARTS = {"engine", "inference"}
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    """``NAME=JSON`` -> ``(name, value)`` (a value that is not JSON stays a string)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The benchmark's options (``--help`` lists them).
 
@@ -57,6 +68,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-wait-only", action="store_true",
                         help="engine part: measure the data wait only, not engine vs bare steps (for large sizes)")
     parser.add_argument("--num-workers", type=int, default=None, help="override the bundle's DataLoader workers")
+    parser.add_argument("--engine-setting", action="append", default=[], type=_setting, metavar="NAME=JSON",
+                        help="engine part: a further bundle setting, e.g. gradient_checkpointing=true or "
+                             "batch_size=1 (repeatable)")
     parser.add_argument("--mlflow", action="store_true", help="attach the bundle's MLflow tracker (temp folder)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is steadier on a CPU shared with other jobs")
@@ -108,7 +122,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     part("engine", "engine overhead and data wait", lambda: bench_engine(
         args.bundle, args.manifest, engine_steps, warmup=1 if quick else 2,
         network_size="tiny" if quick else args.engine_network_size, num_workers=args.num_workers,
-        mlflow=args.mlflow, overhead=not args.data_wait_only,
+        mlflow=args.mlflow, overhead=not args.data_wait_only, settings_overrides=dict(args.engine_setting),
     ))
     part("profile", "where a training step's time goes (torch.profiler)", lambda: [
         profile_step(name) for name in PROFILE_CASES if name.startswith("quick") == quick

@@ -15,7 +15,7 @@ import copy
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,7 @@ def bench_engine(
     num_workers: int | None,
     mlflow: bool,
     overhead: bool = True,
+    settings_overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Engine step vs bare step (interleaved on the same batch) and the data-wait fraction of an undisturbed run.
 
@@ -156,6 +157,8 @@ def bench_engine(
         mlflow: attach the bundle's MLflow tracker (writing to a temporary folder).
         overhead: also time engine vs bare steps; ``False`` measures the data wait only (e.g. at fastMRI size,
             where every step takes a minute on a CPU).
+        settings_overrides: further bundle settings (e.g. ``{"gradient_checkpointing": True, "batch_size": 1}``
+            at fastMRI size); recorded in the result's ``settings``.
 
     Returns:
         ``{"settings": ..., "data_wait": {"wait_fraction", ...}, "overhead": {"engine_s", "bare_s", "ratio", ...}}``
@@ -173,6 +176,7 @@ def bench_engine(
             overrides["network_size"] = network_size
         if num_workers is not None:
             overrides["num_workers"] = num_workers
+        overrides.update(settings_overrides or {})
         parser = train_parser(bundle, manifest, overrides)
         seed_everything(0)
         device = parser.get_parsed_content("device")
@@ -207,7 +211,7 @@ def bench_engine(
 
         result: dict[str, Any] = {
             "settings": {**settings, "mlflow": mlflow, "params_M": num_params(network), "device": str(device),
-                         "manifest": str(manifest)},
+                         "manifest": str(manifest), **dict(settings_overrides or {})},
             "data_wait": _data_wait(make_trainer(), warmup, device),
         }
         if overhead:

@@ -139,6 +139,11 @@ def test_targets_need_non_overlapping_std_and_measure_the_gap_closed():
     assert entry["jssl_vs_sl"]["better"] and entry["ssl_above_zero_filled"]
     assert entry["gap_closed"] == pytest.approx(0.7)
     assert "70 %" in tables.target_lines([entry])[0]
+    # one seed: a zero std is no spread, so no verdict beyond it
+    one = {m: {"8x": {**r["8x"], "n": 1, "ssim_std": 0.0, "psnr_std": 0.0, "nmse_std": 0.0}} for m, r in table.items()}
+    (single,) = tables.targets(one, [8])
+    assert not single["jssl_vs_ssl"]["beyond_std"] and single["jssl_vs_ssl"]["seeds"] == 1
+    assert "one seed, no ±1 std verdict" in tables.target_lines([single])[0]
 
 
 def test_late_gain_reads_the_last_fifth_of_the_budget():

@@ -191,3 +191,26 @@ def test_abdomen_target_is_real_anatomy_at_disjoint_positions():
     assert (image > 0.1 * image.max()).mean() > 0.3 and image.std() > 0.15 * image.mean()
     with pytest.raises(ValueError, match="flip angles"):
         object_slice(dataclasses.replace(preset.target, contrast="t2"), float(flat["test"][0]), (8, 8), 1.0)
+
+
+def test_extra_contrasts_repeat_training_and_validation_positions_never_test(tmp_path, monkeypatch):
+    """An abdomen preset with another flip angle: the training and validation slabs are acquired again at
+    the same positions (same anatomy, other contrast, own draws); the test section keeps one contrast."""
+    abdomen = dataclasses.replace(PRESETS["cpu_abdomen"].target, num_coils=2)
+    preset = dataclasses.replace(PRESETS["tiny"], name="tiny_fa", target=abdomen, extra_contrasts=("fa2",),
+                                 proxy=dataclasses.replace(PRESETS["tiny"].proxy, num_coils=2))
+    monkeypatch.setitem(PRESETS, "tiny_fa", preset)
+    manifest = generate("tiny_fa", tmp_path / "data", seed=0, manifest_path=tmp_path / "m.json")
+    counts = {s: len(_files(manifest, s)) for s in SECTIONS}
+    assert counts == {"proxy": 2, "target": 4, "target_reference": 4, "validation": 2, "test": 1}
+    refs = []
+    for path in _files(manifest, "target_reference"):
+        with h5py.File(path) as f:
+            refs.append(f["reconstruction_rss"][()])
+    # volume k * 2 + j is slab j at contrast k: the same slab at two flip angles is the same anatomy (closer
+    # than the other slab at the same flip angle), but not the same image
+    same_slab = np.corrcoef(refs[0].ravel(), refs[2].ravel())[0, 1]
+    other_slab = np.corrcoef(refs[0].ravel(), refs[1].ravel())[0, 1]
+    assert same_slab > other_slab and not np.allclose(refs[0], refs[2])
+    with pytest.raises(ValueError, match="repeat"):
+        dataclasses.replace(preset, extra_contrasts=("fa15",))

@@ -10,7 +10,8 @@ Modules, one job each (see the project's ``simulation.md`` for the physics):
 - :mod:`~pipeline.data.simulate.presets`: :class:`DomainSpec`, :class:`Preset` and :data:`PRESETS`;
 - :mod:`~pipeline.data.simulate.anatomy`: the object, slices of the MNI152 2009 template and their
   contrasts (proxy: axial T1-like; target: coronal FLAIR-like, CSF dark and GM > WM), or of the coronal
-  abdominal variable-flip-angle series shipped in the ``mdreg`` wheel (presets ``cpu_abdomen``, ``gpu_abdomen``);
+  abdominal variable-flip-angle series shipped in the ``mdreg`` wheel (presets ``cpu128_abdomen``, ``cpu_abdomen``,
+  ``gpu_abdomen``; ``cpu128_abdomen`` adds the series' other flip angles at its training and validation positions);
 - :mod:`~pipeline.data.simulate.acquisition`: coil maps, phase, k-space, noise, masks and header of one volume;
 - :mod:`~pipeline.data.simulate.files`: file names and layout, the manifest, :func:`generate` and
   :func:`ensure_dataset`;

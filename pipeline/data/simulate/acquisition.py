@@ -100,7 +100,9 @@ def _noiseless_kspace(
     return k_fine[..., r0 : r0 + h, c0 : c0 + w] * np.float32(math.sqrt((h * w) / (fine_full[0] * fine_full[1])))
 
 
-def simulate_volume(preset: Preset, section: str, name: str, positions: np.ndarray, seed: int) -> dict[str, Any]:
+def simulate_volume(
+    preset: Preset, section: str, name: str, positions: np.ndarray, seed: int, spec: DomainSpec | None = None
+) -> dict[str, Any]:
     """All arrays and attributes of one fully sampled volume (nothing written).
 
     Args:
@@ -110,12 +112,15 @@ def simulate_volume(preset: Preset, section: str, name: str, positions: np.ndarr
         name: the volume's file name (:func:`pipeline.data.simulate.files.file_name`), part of its seeds.
         positions: slice positions ``(S,)`` in mm (:func:`pipeline.data.simulate.anatomy.slice_positions`).
         seed: generation seed.
+        spec: the domain acquired instead of the section's own (e.g. the target at one of the preset's
+            ``extra_contrasts``); ``None``: ``preset.proxy`` for ``"proxy"``, else ``preset.target``.
 
     Returns:
         ``{"kspace": (S, C, H, W) complex64, "reconstruction_rss": (S, R, R) float32, "header": str,
         "attrs": {...}}`` plus ``"mask": (S, W) bool`` outside the proxy section.
     """
-    spec = preset.proxy if section == "proxy" else preset.target
+    if spec is None:
+        spec = preset.proxy if section == "proxy" else preset.target
     rng = np.random.default_rng(stable_seed(f"{seed}:{name}", bits=63))
     recon = preset.recon_size
     h, w = preset.kspace_size

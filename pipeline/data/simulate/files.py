@@ -16,6 +16,8 @@ Files by section (``S`` slices, ``C`` coils, ``H = 2 R``, ``W = R + 2 pad`` for 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -30,7 +32,7 @@ import numpy as np
 from pipeline.data.manifests import SECTIONS, manifest_data_root, read_manifest
 from pipeline.data.simulate.acquisition import simulate_volume
 from pipeline.data.simulate.anatomy import slice_positions
-from pipeline.data.simulate.presets import get_preset
+from pipeline.data.simulate.presets import EXTRA_CONTRAST_SECTIONS, get_preset
 
 __all__ = ["build_manifest", "ensure_dataset", "file_name", "generate"]
 
@@ -87,7 +89,7 @@ def build_manifest(preset: str, seed: int = 0, data_root: str = ".") -> dict[str
         "generator": {"module": "pipeline.data.simulate", "preset": p.name, "seed": int(seed)},
     }
     for section in SECTIONS:
-        count = p.volumes["target" if section == "target_reference" else section][0]
+        count = p.section_volumes(section)
         manifest[section] = [{"file": file_name(section, i)} for i in range(count)]
     return manifest
 
@@ -140,9 +142,11 @@ def generate(
     out_dir.mkdir(parents=True, exist_ok=True)
     for domain in ("proxy", "target"):
         for section, slabs in slice_positions(p, domain).items():
-            for index, positions in enumerate(slabs):
+            contrasts = p.target_contrasts[: 1 if section not in EXTRA_CONTRAST_SECTIONS else None]
+            for index, (contrast, positions) in enumerate(itertools.product(contrasts, slabs)):
                 name = file_name(section, index)
-                volume = simulate_volume(p, section, name, positions, seed)
+                spec = None if domain == "proxy" else dataclasses.replace(p.target, contrast=contrast)
+                volume = simulate_volume(p, section, name, positions, seed, spec)
                 if section == "target":
                     # the retrospective oracle (mode sl_target) sees the same slices fully sampled
                     _write_volume(out_dir / file_name("target_reference", index), volume)

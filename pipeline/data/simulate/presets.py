@@ -176,8 +176,9 @@ PRESETS: dict[str, Preset] = {
     "gpu_brain": _quality_preset("gpu_brain", 128, _PROXY, _TARGET),
     "gpu_abdomen": _quality_preset("gpu_abdomen", 128, _PROXY, _ABDOMEN),
 }
-"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests;
-``fastmri``: fastMRI brain size (15 coils, k-space 640x368) for the speed benchmark; ``cpu128_brain`` / ``cpu128_abdomen`` (profile ``cpu``), ``cpu_brain`` / ``cpu_abdomen`` (64 px, profile
+"""Available presets. ``demo``: the documented demo dataset; ``tiny``: seconds, for unit tests; ``fastmri``:
+fastMRI brain size (15 coils, k-space 640x368) for the speed benchmark; ``cpu128_brain`` / ``cpu128_abdomen``
+(profile ``cpu``), ``cpu_brain`` / ``cpu_abdomen`` (64 px, profile
 ``cpu64``) and ``gpu_brain`` / ``gpu_abdomen``: the quality benchmark's brain-to-brain and brain-to-abdomen
 scenarios (disjoint target slice positions for training, validation and test; ``cpu128_abdomen`` also
 acquires its training and validation positions at the series' other flip angles)."""

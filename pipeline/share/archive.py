@@ -19,9 +19,11 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from pipeline.io.atomic import replace_folder, write_atomic
+
 __all__ = [
     "CHECKSUMS", "ArchiveError", "bundle_hash", "checksums_text", "parse_checksums", "read_bundle", "unpack",
-    "write_atomic", "write_zip",
+    "write_zip",
 ]
 
 #: The sha256 manifest of a shared bundle, relative to the bundle folder.
@@ -131,24 +133,6 @@ def bundle_hash(bundle: str | os.PathLike | Mapping[str, bytes]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path`` and rename it into place (no half-written file).
-
-    Args:
-        path: the file to write (its folder is created).
-        data: its bytes.
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
 def write_zip(name: str, files: Mapping[str, bytes], path: str | os.PathLike) -> Path:
     """Write ``files`` as the zip of one folder ``name`` (sorted, fixed timestamps: reproducible bytes).
 
@@ -200,13 +184,7 @@ def unpack(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
             target = staging / _safe_name(name, folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-            os.replace(staging, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, folder)
+        replace_folder(staging, folder)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.share.archive import CHECKSUMS, ArchiveError, checksums_text, write_atomic, write_zip
+from pipeline.io.atomic import write_atomic
+from pipeline.share.archive import CHECKSUMS, ArchiveError, checksums_text, write_zip
 from pipeline.share.verify import VerifiedBundle, verify
 
 __all__ = ["INFERENCE_SETTINGS", "MODEL_CARD", "TrainingRun", "export", "training_provenance"]

@@ -33,6 +33,7 @@ from pipeline.data.manifests import SECTIONS, manifest_data_root, read_manifest
 from pipeline.data.simulate.acquisition import simulate_volume
 from pipeline.data.simulate.anatomy import slice_positions
 from pipeline.data.simulate.presets import EXTRA_CONTRAST_SECTIONS, get_preset
+from pipeline.io.atomic import replace_folder
 
 __all__ = ["build_manifest", "ensure_dataset", "file_name", "generate"]
 
@@ -228,13 +229,7 @@ def ensure_dataset(
         try:
             generate(preset, staging, seed=seed, manifest_path=staging / "manifest.json")
             (staging / "manifest.json").unlink()
-            if root.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-                os.replace(root, old / root.name)
-                os.replace(staging, root)
-                shutil.rmtree(old)
-            else:
-                os.replace(staging, root)
+            replace_folder(staging, root)
         finally:
             if staging.exists():
                 shutil.rmtree(staging)

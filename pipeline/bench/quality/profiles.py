@@ -125,6 +125,9 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation("proxy_25", "25 % of the proxy volumes", "more proxy data helps JSSL", proxy_fraction=0.25),
         Ablation("q_0.2", "SSDU q = 0.2", _Q, overrides={"ssdu_q": 0.2}),
         Ablation("q_0.6", "SSDU q = 0.6", _Q, overrides={"ssdu_q": 0.6}),
+        Ablation("ssl_weight_0.25", "SSL loss weight 0.25 (SL 1.0)", "diagnostic, not one of the paper's rules: "
+                 "a lighter SSL branch lets the proxy supervision lead the shared network",
+                 overrides={"branch_weights": {"sl": 1.0, "ssl": 0.25}}),
         Ablation("ssl_all", "SSL on everything (proxies subsampled, SSDU only)",
                  "supervision on the proxies is what helps, not their extra data", mode="ssl",
                  proxies_as_target=True),

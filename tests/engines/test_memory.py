@@ -38,10 +38,13 @@ def _held_mib(enable: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting exists on glibc only")
 def test_freed_tensors_leave_the_process():
     default, returned = _held_mib(False), _held_mib(True)
-    assert not default["applied"] and returned["applied"]
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert not default["applied"] and returned["applied"] is glibc  # other C libraries are left alone
+    if not glibc:
+        assert returned["held_MiB"] == pytest.approx(default["held_MiB"], abs=20)  # and nothing changes there
+        return
     # glibc's default heap keeps the 256 MiB freed below the live small tensors; with the setting it is gone
     assert default["held_MiB"] > 200, default
     assert returned["held_MiB"] < 20, returned

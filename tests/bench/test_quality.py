@@ -151,3 +151,37 @@ def test_late_gain_reads_the_last_fifth_of_the_budget():
 
     assert late_gain([[50, 0.5], [100, 0.6], [160, 0.70], [200, 0.703]], 200) == pytest.approx(0.003)
     assert late_gain([[200, 0.7]], 200) is None
+
+
+def test_run_digest_hashes_contents_not_paths(tmp_path):
+    """A finished run is reused from another checkout: the digest reads the bundle configs and the manifest,
+    not where they are; a changed manifest or config is a new run; the tracking folder changes nothing."""
+    import shutil
+
+    from pipeline.bench.quality.runs import _digest, finished_result
+
+    checkouts = []
+    for name in ("a", "b"):
+        bundle = tmp_path / name / "bundle"
+        shutil.copytree("bundles/jssl_varnet/configs", bundle / "configs")
+        (tmp_path / name / "m.json").write_text('{"proxy": []}')
+        checkouts.append({"bundle": str(bundle), "manifest": str(tmp_path / name / "m.json"), "iterations": 4,
+                          "tracking_dir": str(tmp_path / name / "mlflow")})
+    a, b = checkouts
+    assert _digest(a) == _digest(b)
+    assert _digest({**a, "iterations": 5}) != _digest(a)
+    (tmp_path / "b" / "m.json").write_text('{"proxy": [{"file": "p.h5"}]}')
+    assert _digest(a) != _digest(b)
+    (tmp_path / "b" / "m.json").write_text('{"proxy": []}')
+    train = tmp_path / "b" / "bundle" / "configs" / "train.json"
+    train.write_text(train.read_text().replace('"learning_rate": 0.001', '"learning_rate": 0.002'))
+    assert _digest(a) != _digest(b)
+
+    # a reused result points at the folder it is read from, not where it was made
+    moved = tmp_path / "moved" / "sl_8x_seed0"
+    moved.mkdir(parents=True)
+    (moved / "result.json").write_text(json.dumps({"digest": "d", "run_dir": "/old/sl_8x_seed0",
+                                                   "model_path": "/old/sl_8x_seed0/model.pt"}))
+    result = finished_result(moved / "result.json", "d")
+    assert result["run_dir"] == str(moved) and result["model_path"] == str(moved / "model.pt")
+    assert finished_result(moved / "result.json", "other") is None

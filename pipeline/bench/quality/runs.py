@@ -32,8 +32,28 @@ logger = logging.getLogger("pipeline.bench.quality")
 EVAL_SHARED = ("band_limit", "data_consistency", "network", "network_size")
 
 
+#: Settings that name a file or folder: the digest hashes what they hold, not where they are, so a finished run
+#: is reused from another checkout or a moved work folder.
+CONTENT_SETTINGS = ("bundle", "manifest")
+#: Settings that change no result (where the tracking store lives): left out of the digest.
+UNSCORED_SETTINGS = ("tracking_dir",)
+
+
+def _content_hash(path: str | Path) -> str:
+    """sha256 of a manifest file, or of a bundle's training and evaluation configs (names and bytes)."""
+    path = Path(path)
+    files = [train_config(path), *evaluation_configs(path)] if path.is_dir() else [path]
+    sha = hashlib.sha256()
+    for file in files:
+        sha.update(Path(file).name.encode() + b"\0" + Path(file).read_bytes())
+    return sha.hexdigest()
+
+
 def _digest(settings: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Digest of the settings that decide a run's result: file contents instead of paths, no tracking folder."""
+    portable = {k: _content_hash(v) if k in CONTENT_SETTINGS else v
+                for k, v in settings.items() if k not in UNSCORED_SETTINGS}
+    return hashlib.sha256(json.dumps(portable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _run_workflow(config_files: Sequence[str | Path], bundle: Path, overrides: Mapping[str, Any]) -> None:
@@ -132,6 +152,8 @@ def finished_result(result_file: Path, digest: str) -> dict[str, Any] | None:
     if result_file.is_file():
         cached = json.loads(result_file.read_text())
         if cached.get("digest") == digest:
+            if "model_path" in cached:  # the run folder may have moved since (another checkout)
+                cached.update(run_dir=str(result_file.parent), model_path=str(result_file.parent / "model.pt"))
             return cached
     return None
 

@@ -103,3 +103,23 @@ def test_engine_settings_are_parsed_as_json_values() -> None:
     assert dict(args.engine_setting) == {"gradient_checkpointing": True, "batch_size": 1, "mode": "sl"}
     with pytest.raises(SystemExit):
         parse_args(["--engine-setting", "no_equals_sign"])
+
+
+def test_inference_with_weights_trained_at_a_size_is_timed_and_scored(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The fastMRI-size inference row takes trained weights: timed against CS, SSIM of both, gated by the
+    issue's target (>= 20x faster than CS at SSIM >= CS)."""
+    from pipeline.bench.speed.inference import _on_test_slice
+    from pipeline.networks import build_network
+
+    weights = tmp_path / "model.pt"
+    torch.save(build_network("varnet", "tiny").state_dict(), weights)
+    row = _on_test_slice(Path("bundles/jssl_varnet"), tiny_dataset, weights, "tiny", 1, "tiny-preset")
+    assert row["weights"].startswith("trained") and row["net_s"] > 0 and row["cs_s"] > 0
+    assert 0 < row["ssim_net"] <= 1 and 0 < row["ssim_cs"] <= 1 and 0 < row["ssim_zero_filled"] <= 1
+    rows = summarise({"meta": {}, "inference": {"fastmri_trained": row}})
+    (timing,) = [r for r in rows if r["measurement"].startswith("inference per slice")]
+    (quality,) = [r for r in rows if r["measurement"].startswith("SSIM on that test slice")]
+    assert timing["target"].startswith("<= 0.05") and timing["met"] in ("yes", "**no**")
+    fast_and_good = row["ratio"] <= 0.05 and row["ssim_net"] >= row["ssim_cs"]
+    assert (timing["met"] == "yes") == fast_and_good
+    assert quality["target"] == ">= CS"

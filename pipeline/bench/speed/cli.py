@@ -81,6 +81,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-cascades", type=int, default=None,
                         help="cascades of the memory part's fastmri network (default: its 12); fewer where the "
                              "no-checkpointing run does not fit in memory")
+    parser.add_argument("--fastmri-weights", type=Path, default=None,
+                        help="inference part: weights trained at fastMRI size (a bundle run's model.pt), timed and "
+                             "scored against CS on a test slice of --fastmri-manifest")
+    parser.add_argument("--fastmri-manifest", type=Path, default=Path("data") / "fastmri" / "fastmri.json",
+                        help="inference part: the manifest those weights were trained on (default: %(default)s, "
+                             "the simulator's fastmri preset)")
+    parser.add_argument("--fastmri-network-size", default="demo",
+                        help="inference part: network_size of --fastmri-weights (default: %(default)s)")
     parser.add_argument("--render", type=Path, default=None,
                         help="re-write speed.md/speed.png from an existing speed.json (no measuring)")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
@@ -131,7 +139,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         list(QUICK_SIZE) if quick else args.peer_sizes, repeats, quick, timeout=3600
     ))
     part("inference", "inference vs compressed sensing", lambda: bench_inference(
-        args.bundle, args.manifest, 1 if quick else min(repeats, 3), fastmri=not quick
+        args.bundle, args.manifest, 1 if quick else min(repeats, 3), fastmri=not quick,
+        trained_fastmri=None if args.fastmri_weights is None else (
+            args.fastmri_manifest, args.fastmri_weights, args.fastmri_network_size),
     ))
     part("memory", "peak memory with / without checkpointing (fresh subprocesses)", lambda: (
         bench_memory("demo", (4, 128, 96), timeout=300) if quick else bench_memory(
@@ -173,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if _BUNDLE_PARTS & set(args.parts):
             require_path(args.bundle, "bundle", "--bundle")
             require_path(args.manifest, "manifest", "--manifest")
+        if args.fastmri_weights is not None and "inference" in args.parts:
+            require_path(args.fastmri_weights, "weights", "--fastmri-weights")
+            require_path(args.fastmri_manifest, "manifest", "--fastmri-manifest")
         report = run(args, "python -m pipeline.bench.speed " + " ".join(argv))
     table = to_markdown(report)
     print(table)

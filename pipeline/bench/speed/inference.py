@@ -1,8 +1,8 @@
 """Inference vs compressed sensing: network forward per slice against L1-wavelet CS on the same slice.
 
 At demo size on a real demo test slice (through the bundle's validation transforms; SSIM of both when the
-bundle has trained weights ``models/model.pt``), and at fastMRI size on a synthetic slice with random
-weights (one run each).
+bundle has trained weights ``models/model.pt``); at fastMRI size on a synthetic slice with random weights (one
+run each) and, given weights trained at that size, on a test slice of their manifest with SSIM.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pipeline.bench.speed.synthetic import FASTMRI_SHAPE, synthetic_slice
 __all__ = ["bench_inference"]
 
 
-def _demo_test_slice(bundle: Path, manifest: Path) -> dict[str, Any]:
-    """Middle slice of the first demo test volume through the bundle's ``preprocessing``, batched (B=1)."""
+def _test_slice(bundle: Path, manifest: Path) -> dict[str, Any]:
+    """Middle slice of the first test volume of ``manifest`` through the bundle's ``preprocessing``, batched (B=1)."""
     from monai.data import list_data_collate
 
     from pipeline.data import manifest_dataset
@@ -33,8 +33,15 @@ def _demo_test_slice(bundle: Path, manifest: Path) -> dict[str, Any]:
     return list_data_collate([dataset[first_volume[len(first_volume) // 2]]])
 
 
-def _demo(bundle: Path, manifest: Path, repeats: int) -> dict[str, Any]:
-    """Interleaved timing (and SSIM) of the demo network and CS on one demo test slice."""
+def _on_test_slice(
+    bundle: Path, manifest: Path, weights: Path | None, network_size: str, repeats: int, label: str,
+) -> dict[str, Any]:
+    """Interleaved timing (and SSIM) of the network and CS on one test slice of ``manifest``.
+
+    The network runs under ``torch.inference_mode`` with the weights ``weights`` (random when ``None``); the SSIM
+    of both methods (and of zero-filled) is in the batch's normalised units with the fastMRI data range (the
+    volume maximum), the network's only with trained weights.
+    """
     from pipeline.baselines import l1_wavelet, zero_filled
     from pipeline.engines.batching import data_range, network_inputs, recon_size
     from pipeline.handlers.checkpoint import load_weights
@@ -44,18 +51,17 @@ def _demo(bundle: Path, manifest: Path, repeats: int) -> dict[str, Any]:
     from pipeline.physics import center_crop
 
     cpu = torch.device("cpu")
-    batch = _demo_test_slice(bundle, manifest)
+    batch = _test_slice(bundle, manifest)
     kspace, mask, nlf = network_inputs(batch, cpu)
     recon = recon_size(batch)
-    net = build_network("varnet", "demo").eval()
-    weights = Path(bundle) / "models" / "model.pt"
-    trained = weights.is_file()
+    net = build_network("varnet", network_size).eval()
+    trained = weights is not None
     if trained:
         load_weights(net, weights)
     out: dict[str, torch.Tensor] = {}
 
     def run_net() -> None:
-        with torch.no_grad():
+        with torch.inference_mode():
             out["net"] = center_crop(net(kspace, mask, nlf).image, recon)[0]
 
     def run_cs() -> None:
@@ -63,23 +69,24 @@ def _demo(bundle: Path, manifest: Path, repeats: int) -> dict[str, Any]:
 
     timing = paired(run_net, run_cs, repeats)
     coils, h, w = kspace.shape[1:4]
-    demo: dict[str, Any] = {
-        "input": f"demo test slice, {coils} coils {h}x{w} (recon {recon[0]}x{recon[1]})",
+    row: dict[str, Any] = {
+        "input": f"{label} test slice, {coils} coils {h}x{w} (recon {recon[0]}x{recon[1]}), "
+                 f"{network_size} network ({num_params(net):.2f} M)",
         "weights": f"trained ({weights})" if trained else "random (no trained weights)",
         "net_s": timing["a_s"],
         "cs_s": timing["b_s"],
         "ratio": timing["ratio"],
         "timing": timing,
     }
-    if Keys.TARGET in batch:  # SSIM in the batch's normalised units, fastMRI data range (volume maximum)
+    if Keys.TARGET in batch:
         gt = batch[Keys.TARGET][0]
         vmax = float(data_range(batch, cpu)[0])
-        demo["ssim_cs"] = ssim(gt, out["cs"][None], vmax)
-        demo["ssim_zero_filled"] = ssim(gt, zero_filled(kspace[0], mask[0], recon)[None], vmax)
-        demo["ssim_net"] = ssim(gt, out["net"][None], vmax) if trained else None
-    print(f"  inference demo: net {demo['net_s']:.3f} s, CS {demo['cs_s']:.2f} s, ratio {demo['ratio']:.3f}",
+        row["ssim_cs"] = ssim(gt, out["cs"][None], vmax)
+        row["ssim_zero_filled"] = ssim(gt, zero_filled(kspace[0], mask[0], recon)[None], vmax)
+        row["ssim_net"] = ssim(gt, out["net"][None], vmax) if trained else None
+    print(f"  inference {label}: net {row['net_s']:.3f} s, CS {row['cs_s']:.2f} s, ratio {row['ratio']:.3f}",
           flush=True)
-    return demo
+    return row
 
 
 def _fastmri() -> dict[str, Any]:
@@ -109,19 +116,31 @@ def _fastmri() -> dict[str, Any]:
     }
 
 
-def bench_inference(bundle: Path, manifest: Path, repeats: int, fastmri: bool) -> dict[str, Any]:
+def bench_inference(
+    bundle: Path, manifest: Path, repeats: int, fastmri: bool,
+    trained_fastmri: tuple[Path, Path, str] | None = None,
+) -> dict[str, Any]:
     """Per-slice network forward vs L1-wavelet CS at demo size and (``fastmri``) fastMRI size.
 
     Args:
         bundle: the bundle folder (``configs/train.json``'s ``preprocessing``, ``models/model.pt`` if present).
         manifest: the demo manifest; its data are generated when missing.
-        repeats: interleaved repetitions at demo size.
-        fastmri: also time the fastMRI-size network and CS once each.
+        repeats: interleaved repetitions on a test slice.
+        fastmri: also time the fastMRI-size network (random weights) and CS once each on a synthetic slice.
+        trained_fastmri: ``(manifest, weights, network_size)``: weights trained at fastMRI size (e.g. on the
+            ``fastmri`` simulator preset), timed and scored against CS on a test slice of that manifest.
 
     Returns:
-        ``{"demo": {"net_s", "cs_s", "ratio", "ssim_*", ...}}`` plus ``"fastmri"`` when asked.
+        ``{"demo": {"net_s", "cs_s", "ratio", "ssim_*", ...}}`` plus ``"fastmri"`` and ``"fastmri_trained"``
+        when asked.
     """
-    results = {"demo": _demo(bundle, manifest, repeats)}
+    weights = Path(bundle) / "models" / "model.pt"
+    results = {"demo": _on_test_slice(bundle, manifest, weights if weights.is_file() else None, "demo", repeats,
+                                      "demo")}
     if fastmri:
         results["fastmri"] = _fastmri()
+    if trained_fastmri is not None:
+        fastmri_manifest, fastmri_weights, size = trained_fastmri
+        results["fastmri_trained"] = _on_test_slice(bundle, fastmri_manifest, fastmri_weights, size, repeats,
+                                                    "fastMRI-size")
     return results

@@ -35,13 +35,22 @@ def schedule_from_ratio(ratio: Mapping[str, int]) -> list[str]:
     return [name for _, name in slots]
 
 
+def _num_batches(loader: Iterable) -> int | None:
+    """Batches in one pass of ``loader``, or ``None`` when it has no length (an iterable dataset)."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 class InterleavedLoader:
     """Iterate single-domain batches from named loaders following a repeating schedule.
 
     Each loader is restarted when it runs out (calling ``set_epoch`` on its batch sampler, e.g.
     :class:`pipeline.data.ShapeBatchSampler`, or its distributed sampler, so every pass is reshuffled), so
-    an epoch of this iterable is ``epoch_length`` steps regardless of the sizes of the datasets. Every
-    batch gets ``batch[Keys.BRANCH] = name``.
+    an epoch of this iterable is ``epoch_length`` steps regardless of the sizes of the datasets. A loader
+    with a length is restarted as soon as its pass's last batch is handed out, so the next pass's workers
+    load while that batch trains. Every batch gets ``batch[Keys.BRANCH] = name``.
 
     Args:
         loaders: branch name (``"sl"``/``"ssl"``) -> DataLoader; a ``None`` value means "not built".
@@ -69,7 +78,7 @@ class InterleavedLoader:
             loader = loaders.get(name)
             if loader is None:
                 raise ValueError(f"mode {mode!r} needs the {name!r} data, but no {name!r} loader was configured")
-            if hasattr(loader, "__len__") and len(loader) == 0:
+            if _num_batches(loader) == 0:
                 raise ValueError(f"mode {mode!r} needs the {name!r} data, but its dataset is empty")
         if schedule is None:
             ratio = {name: int((ratio or {}).get(name, 1)) for name in needed}
@@ -134,6 +143,13 @@ class InterleavedLoader:
                 self._consumed[name] = 0
                 continue
             self._consumed[name] += 1
+            if self._consumed[name] == _num_batches(self.loaders[name]):
+                # pass complete: start the next one now, so its workers start and prefetch while this batch
+                # trains (otherwise every pass begins with a wait for a fresh worker's first batch)
+                del self._iterators[name]
+                self._passes[name] += 1
+                self._consumed[name] = 0
+                self._iterators[name] = self._start_pass(name)
             return batch
 
     def __iter__(self) -> Iterator[dict]:

@@ -76,7 +76,7 @@ def test_distributed_sampler_is_reshuffled_on_every_pass():
     sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
     loader = DataLoader(data, batch_size=4, sampler=sampler, collate_fn=lambda b: {"x": torch.stack([t[0] for t in b])})
     batches = list(InterleavedLoader({"sl": loader}, mode="sl", epoch_length=3))
-    assert sampler.epoch == 2
+    assert sampler.epoch == 3  # three one-batch passes, and the fourth started after the third's last batch
     assert not all(torch.equal(batches[0]["x"], b["x"]) for b in batches[1:])
 
 
@@ -94,3 +94,28 @@ def test_batch_sampler_gets_a_new_epoch_per_pass():
     batches = [tuple(b["x"].flatten().tolist()) for b in loader]
     assert sampler.epoch == 2 and len(batches) == 7
     assert all(len({v < 4 for v in batch}) == 1 for batch in batches)  # one shape group per batch
+
+
+def test_next_pass_starts_when_the_last_batch_is_handed_out():
+    """The next pass's iterator (with worker processes: its prefetching) exists before it is needed, and the
+    state saved at that point resumes at the first batch of the new pass."""
+    sl = _loader(2, 0.0)
+    loader = InterleavedLoader({"sl": sl, "ssl": None}, mode="sl", epoch_length=5)
+    it = iter(loader)
+    next(it)
+    assert loader.state_dict()["consumed"] == {"sl": 1} and loader.state_dict()["passes"] == {"sl": 0}
+    next(it)  # the pass's last batch: the next pass is already started
+    assert loader.state_dict()["consumed"] == {"sl": 0} and loader.state_dict()["passes"] == {"sl": 1}
+    assert "sl" in loader._iterators
+    assert len(list(it)) == 3
+
+
+def test_loader_without_length_is_restarted_when_it_runs_out():
+    from torch.utils.data import IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter([{"x": torch.zeros(1)}] * 2)
+
+    loader = InterleavedLoader({"sl": DataLoader(Stream(), batch_size=1), "ssl": None}, mode="sl", epoch_length=5)
+    assert len(list(loader)) == 5 and loader.state_dict()["passes"] == {"sl": 2}

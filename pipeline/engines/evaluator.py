@@ -107,7 +107,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         if engine.has_network:
             kspace_in, mask_in, nlf = network_inputs(batchdata, device, engine.non_blocking)
             engine.network.eval()
-            with torch.no_grad(), autocast_context(device, engine.precision):
+            with torch.inference_mode(), autocast_context(device, engine.precision):
                 result = constrain_output(
                     engine.network(kspace_in, mask_in, nlf), batchdata, device,
                     engine.band_limit, engine.data_consistency, (kspace_in, mask_in),

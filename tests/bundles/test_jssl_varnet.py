@@ -125,6 +125,22 @@ def test_inference_writes_every_format(trained, tiny_dataset, tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+def test_inference_batches_slices_with_the_same_results(trained, tiny_dataset, tmp_path):
+    """``inference_batch_size`` 2 over 2 volumes of 3 slices: a batch spans two volumes, and every volume comes
+    out as with one slice per batch (the network normalises per slice)."""
+    _, model = trained
+    for size in (1, 2):
+        bundle("run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
+               "--manifest", str(tiny_dataset), "--section", "target", "--ckpt_path", str(model),
+               "--network_size", "tiny", "--output_dir", str(tmp_path / f"b{size}"), "--generate_demo_data", "False",
+               "--inference_batch_size", str(size))
+    for name in ("target_train/target_000", "target_train/target_001"):
+        with h5py.File(tmp_path / "b1" / f"{name}.h5") as one, h5py.File(tmp_path / "b2" / f"{name}.h5") as two:
+            assert one["reconstruction"].shape == two["reconstruction"].shape == (3, 64, 64)
+            np.testing.assert_allclose(two["reconstruction"][()], one["reconstruction"][()], rtol=1e-4,
+                                       atol=1e-5 * float(one["reconstruction"][()].max()))
+
+
 def test_inference_on_a_folder_of_files(trained, tiny_dataset, tmp_path):
     _, model = trained
     folder = tiny_dataset.parent / "data" / "test"

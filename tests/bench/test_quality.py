@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,6 +109,16 @@ def test_profile_defaults_scenarios_and_named_ablation_rows():
     assert quality.parse_args(["--profile", "cpu", "--ablation", "none"]).ablation == []
     with pytest.raises(SystemExit):
         quality.parse_args(["--profile", "cpu", "--quick"])
+
+
+def test_every_ablation_override_is_a_train_setting():
+    """A typo in an ablation row would otherwise only show as a bundle error after the runs before it."""
+    from pipeline.bench.quality.profiles import ABLATIONS
+
+    train = Path(__file__).parents[2] / "bundles" / "jssl_varnet" / "configs" / "train.json"
+    settings = json.loads(train.read_text())
+    for ablation in ABLATIONS.values():
+        assert set(ablation.overrides) <= set(settings), ablation.name
 
 
 def test_ablation_manifests_keep_the_files_and_change_only_their_section(tmp_path):

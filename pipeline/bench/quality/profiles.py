@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.losses.joint import REFERENCE_WEIGHTS
+
 __all__ = ["ABLATIONS", "PROFILES", "SCENARIOS", "Ablation", "Profile", "ablation_manifest", "scenario_manifest"]
 
 
@@ -125,6 +127,13 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation("proxy_25", "25 % of the proxy volumes", "more proxy data helps JSSL", proxy_fraction=0.25),
         Ablation("q_0.2", "SSDU q = 0.2", _Q, overrides={"ssdu_q": 0.2}),
         Ablation("q_0.6", "SSDU q = 0.6", _Q, overrides={"ssdu_q": 0.6}),
+        Ablation("q_variable", "SSDU q drawn per sample from {0.2, ..., 0.8}", "a variable split ratio (the "
+                 "reference's default) is at least as good as a fixed one",
+                 overrides={"ssdu_q": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}),
+        Ablation("reference_losses", "the reference's loss mix in both branches (image terms in SSL too)",
+                 "diagnostic, not one of the paper's rules: the reference's SSL branch also compares the image "
+                 "with the image of the Lambda k-space (L1 2, SSIM 2, HFEN 1 + 1, k-space NMAE 2, NMSE 2)",
+                 overrides={"sl_loss_weights": dict(REFERENCE_WEIGHTS), "ssl_loss_weights": dict(REFERENCE_WEIGHTS)}),
         Ablation("ssl_weight_0.25", "SSL loss weight 0.25 (SL 1.0)", "diagnostic, not one of the paper's rules: "
                  "a lighter SSL branch lets the proxy supervision lead the shared network",
                  overrides={"branch_weights": {"sl": 1.0, "ssl": 0.25}}),

@@ -42,7 +42,8 @@ def test_overlays_are_short_and_share_the_preprocessing_chain():
     assert "preprocessing" not in inference and "network_def" not in inference
     parser = _parser("train.json", "inference.json", "evaluate.json")
     assert parser["dataset"]["transform"] == "@preprocessing" == parser["val_dataset"]["transform"]
-    assert parser["model"]["network"] == "$@network_def.to(@device)"
+    # the training network definition, compiled (or not) by the same `compile` setting as in training
+    assert parser["model"]["network"] == "$pipeline.networks.compile_unets(@network_def.to(@device), @compile)"
 
 
 def test_handler_order_logs_before_checkpointing_and_exports_before_the_run_ends():

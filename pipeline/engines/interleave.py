@@ -89,6 +89,7 @@ class InterleavedLoader:
         self.mode = mode
         self.schedule = schedule
         self.loaders = {name: loaders[name] for name in needed}
+        self._lengths = {name: _num_batches(loader) for name, loader in self.loaders.items()}
         self.epoch_length = int(epoch_length) if epoch_length else sum(len(self.loaders[n]) for n in needed)  # type: ignore[arg-type]
         self._iterators: dict[str, Iterator] = {}
         self._passes = dict.fromkeys(needed, 0)
@@ -138,19 +139,20 @@ class InterleavedLoader:
             try:
                 batch = next(self._iterators[name])
             except StopIteration:
-                del self._iterators[name]
-                self._passes[name] += 1
-                self._consumed[name] = 0
+                self._end_pass(name)
                 continue
             self._consumed[name] += 1
-            if self._consumed[name] == _num_batches(self.loaders[name]):
+            if self._consumed[name] == self._lengths[name]:
                 # pass complete: start the next one now, so its workers start and prefetch while this batch
                 # trains (otherwise every pass begins with a wait for a fresh worker's first batch)
-                del self._iterators[name]
-                self._passes[name] += 1
-                self._consumed[name] = 0
+                self._end_pass(name)
                 self._iterators[name] = self._start_pass(name)
             return batch
+
+    def _end_pass(self, name: str) -> None:
+        del self._iterators[name]
+        self._passes[name] += 1
+        self._consumed[name] = 0
 
     def __iter__(self) -> Iterator[dict]:
         for _ in range(self.epoch_length):

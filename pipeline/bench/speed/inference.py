@@ -101,7 +101,7 @@ def _fastmri() -> dict[str, Any]:
     recon = (320, 320)
 
     def forward() -> None:
-        with torch.no_grad():
+        with torch.inference_mode():
             net(kspace, mask)
 
     net_s = timed(forward)

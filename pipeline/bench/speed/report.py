@@ -25,8 +25,9 @@ NOTES = [
     "(parity.TIMING_CASES). E2E-VarNets: 6 cascades of 16-channel 4-pool U-Nets; synthetic k-space with a "
     "fastMRI 4x equispaced mask, batch 1; train = L1 on the RSS image + backward + Adam. The default "
     "configuration is ours with the 16-channel sensitivity U-Net.",
-    "Inference: eval-mode forward per slice (batch 1, no grad) vs pipeline.baselines.l1_wavelet (sigpy, 100 "
-    "iterations, ACS maps) on the same slice; fastMRI size: synthetic k-space, random weights, 1 repeat each.",
+    "Inference: eval-mode forward per slice (batch 1, torch.inference_mode) vs pipeline.baselines.l1_wavelet "
+    "(sigpy, 100 iterations, ACS maps) on the same slice; fastMRI size: synthetic k-space, random weights, 1 "
+    "repeat each, and with --fastmri-weights a test slice of --fastmri-manifest with those trained weights.",
     "Memory (CPU): one fresh subprocess per configuration; gradients and Adam state are allocated before the "
     "baseline, so the peak resident memory above it (Linux VmHWM) is activations + temporaries. 'Returns "
     "freed memory at once' = pipeline.engines.return_freed_memory (glibc mmap threshold 1 MiB), which the "

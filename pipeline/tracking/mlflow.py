@@ -1,10 +1,13 @@
 """The MLflow backend of :class:`~pipeline.tracking.Tracker`, on ``mlflow.MlflowClient``.
 
-With a SQLite store (``sqlite:///<folder>/mlruns.db``) the artifacts are kept in ``<folder>/mlruns``.
+With a SQLite store (``sqlite:///<folder>/mlruns.db``) the artifacts are kept in ``<folder>/mlruns``, and
+processes that share the store open it (MLflow creates its tables on first use) and find or create the
+experiment one at a time, under the file lock ``<folder>/mlruns.db.lock``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from filelock import FileLock
 from mlflow.entities import LifecycleStage, Metric, Param, RunTag
 
 from pipeline.tracking.base import Tracker
@@ -52,16 +56,30 @@ def check_tracking_uri(tracking_uri: str) -> str:
 
 
 def _open_store(tracking_uri: str) -> mlflow.MlflowClient:
-    """An ``MlflowClient`` on a checked URI, creating the SQLite file's folder; failures become ``ValueError``."""
-    check_tracking_uri(tracking_uri)
+    """An ``MlflowClient`` on a checked URI; failures become ``ValueError``."""
     try:
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         client.search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure to open the store is reported the same way
         raise ValueError(f"cannot open the MLflow tracking store {tracking_uri!r}: {err}") from err
     return client
+
+
+def _store_lock(tracking_uri: str) -> contextlib.AbstractContextManager:
+    """Check the URI; for a SQLite store create its folder and return the inter-process lock beside it.
+
+    Raises:
+        ValueError: as :func:`check_tracking_uri`, or if the folder cannot be created.
+    """
+    check_tracking_uri(tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()  # a server serialises its own clients
+    path = Path(tracking_uri[len("sqlite:///") :])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot open the MLflow tracking store {tracking_uri!r}: {err}") from err
+    return FileLock(f"{path}.lock")
 
 
 class MLflowTracker(Tracker):
@@ -82,14 +100,15 @@ class MLflowTracker(Tracker):
         self.client: mlflow.MlflowClient | None = None
 
     def _start(self, run_name: str, run_id: str | None) -> str:
-        self.client = _open_store(self.tracking_uri)
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            experiment_id = self.client.create_experiment(self.experiment_name, self._artifact_location())
-        elif experiment.lifecycle_stage != LifecycleStage.ACTIVE:
-            raise ValueError(f"MLflow experiment {self.experiment_name!r} is deleted: restore it or use another name")
-        else:
-            experiment_id = experiment.experiment_id
+        with _store_lock(self.tracking_uri):  # one process at a time creates the tables or the experiment
+            self.client = _open_store(self.tracking_uri)
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is None:
+                experiment_id = self.client.create_experiment(self.experiment_name, self._artifact_location())
+            elif experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+                raise ValueError(f"MLflow experiment {self.experiment_name!r} is deleted: restore it or use another name")
+            else:
+                experiment_id = experiment.experiment_id
         if run_id is None:
             return self.client.create_run(experiment_id, run_name=run_name).info.run_id
         try:

@@ -75,3 +75,36 @@ def test_the_check_creates_nothing_and_the_store_opens_at_start(tmp_path):
     assert (tmp_path / "new" / "folder" / "mlruns.db").is_file()
     with pytest.raises(ValueError, match="cannot open"):  # found only when opening (root may write to /proc)
         MLflowTracker("sqlite:////proc/forbidden/mlruns.db").start("run")
+
+
+def _start_run_after(barrier, uri: str, name: str, queue) -> None:
+    barrier.wait()
+    try:
+        tracker = MLflowTracker(uri, experiment_name="shared")
+        tracker.start(name)
+        tracker.end()
+        queue.put((name, None))
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        queue.put((name, repr(err)))
+
+
+def test_processes_sharing_a_new_sqlite_store_each_get_their_run(tmp_path):
+    """Runs of one seed in parallel processes share a store: its first opening (tables, experiment) must not
+    race ('table ... already exists' / 'experiment already exists' before the lock)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlruns.db'}"
+    barrier, queue = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_start_run_after, args=(barrier, uri, f"run{i}", queue)) for i in range(3)]
+    for proc in procs:
+        proc.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=60)
+    assert results == {"run0": None, "run1": None, "run2": None}
+    client = mlflow.MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "shared"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["run0", "run1", "run2"]
+    assert {r.info.status for r in runs} == {"FINISHED"}

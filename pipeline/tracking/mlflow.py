@@ -106,7 +106,9 @@ class MLflowTracker(Tracker):
             if experiment is None:
                 experiment_id = self.client.create_experiment(self.experiment_name, self._artifact_location())
             elif experiment.lifecycle_stage != LifecycleStage.ACTIVE:
-                raise ValueError(f"MLflow experiment {self.experiment_name!r} is deleted: restore it or use another name")
+                raise ValueError(
+                    f"MLflow experiment {self.experiment_name!r} is deleted: restore it or use another name"
+                )
             else:
                 experiment_id = experiment.experiment_id
         if run_id is None:

@@ -111,6 +111,16 @@ def test_profile_defaults_scenarios_and_named_ablation_rows():
         quality.parse_args(["--profile", "cpu", "--quick"])
 
 
+def test_a_profile_decays_the_learning_rate_at_the_same_fraction_of_any_budget():
+    args = quality.parse_args(["--profile", "cpu"])
+    assert args.overrides == {"warmup_iterations": 50, "lr_step_iterations": 200, "lr_gamma": 0.1}  # decay at 250
+    longer = quality.parse_args(["--profile", "cpu", "--iterations", "800", "--set", "lr_gamma=0.5"])
+    assert longer.overrides == {"warmup_iterations": 100, "lr_step_iterations": 400, "lr_gamma": 0.5}
+    assert quality.parse_args(["--profile", "cpu64"]).overrides == {}  # its tables keep train.json's schedule
+    train = json.loads((Path(__file__).parents[2] / "bundles/jssl_varnet/configs/train.json").read_text())
+    assert set(args.overrides) <= set(train)
+
+
 def test_every_ablation_override_is_a_train_setting():
     """A typo in an ablation row would otherwise only show as a bundle error after the runs before it."""
     from pipeline.bench.quality.profiles import ABLATIONS

@@ -186,6 +186,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.overrides = dict(_parse_override(item) for item in args.overrides)
     except ValueError as err:
         parser.error(f"--set: {err}")
+    if args.profile is not None:  # the profile's learning-rate schedule for this budget; --set wins
+        args.overrides = {**PROFILES[args.profile].schedule_overrides(args.iterations), **args.overrides}
     return args
 
 

@@ -83,12 +83,15 @@ class TrainingRun:
         weights: the weights file the run wrote and its SHA-256 (run tags
             :data:`~pipeline.tracking.registry.WEIGHTS_FILE_TAG` / ``WEIGHTS_SHA256_TAG``); ``None`` when the
             run did not record them.
+        status: the MLflow run status (``FINISHED``, or ``RUNNING`` / ``FAILED`` / ``KILLED`` for a training
+            that stopped before it completed and recorded its weights).
     """
 
     provenance: dict[str, Any]
     validation_log: str
     params: dict[str, str]
     weights: tuple[Path, str] | None
+    status: str = "FINISHED"
 
 
 def _run_id(train_dir: Path) -> str:
@@ -177,7 +180,7 @@ def training_provenance(train_dir: str | os.PathLike, tracking_uri: str | None =
     weights = None
     if WEIGHTS_FILE_TAG in tags and WEIGHTS_SHA256_TAG in tags:
         weights = (Path(tags[WEIGHTS_FILE_TAG]), tags[WEIGHTS_SHA256_TAG])
-    return TrainingRun(provenance, "\n".join(["step,metric,value", *rows]) + "\n", params, weights)
+    return TrainingRun(provenance, "\n".join(["step,metric,value", *rows]) + "\n", params, weights, run.info.status)
 
 
 def _run_weights(run: TrainingRun, weights: str | os.PathLike | None) -> Path:
@@ -189,6 +192,9 @@ def _run_weights(run: TrainingRun, weights: str | os.PathLike | None) -> Path:
     """
     run_id = run.provenance["mlflow_run_id"]
     if weights is None and run.weights is None:
+        if run.status != "FINISHED":
+            raise ArchiveError(f"MLflow run {run_id} has not finished (status {run.status}): its weights are "
+                               "recorded when training completes; finish (or resume) the training, or pass --weights")
         raise ArchiveError(f"MLflow run {run_id} records no weights file (trained before weights were recorded): "
                            "pass --weights")
     path = Path(weights) if weights is not None else run.weights[0]

@@ -116,13 +116,15 @@ def test_committed_demo_manifest_matches_generator():
     assert committed == json.dumps(build_manifest("demo", seed=0, data_root="../data/demo"), indent=2) + "\n"
 
 
-def test_ensure_dataset_generates_once_atomically(tiny_dataset, tmp_path):
+def test_ensure_dataset_generates_once_atomically(tiny_dataset, tmp_path, caplog):
     manifest = tmp_path / "manifests" / "tiny.json"
     manifest.parent.mkdir()
     content = json.loads(tiny_dataset.read_text())
     manifest.write_text(json.dumps({**content, "data_root": "../data/tiny"}))
-    root = ensure_dataset(manifest, preset="tiny")
+    with caplog.at_level("INFO", logger="pipeline.data.simulate.files"):
+        root = ensure_dataset(manifest, preset="tiny")
     assert root == tmp_path / "data" / "tiny"
+    assert f"simulating the 'tiny' data of {manifest} into {root}" in caplog.text  # a first run says why it waits
     assert len(load_manifest(manifest, "proxy")) == 2
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".tiny.tmp")]
     stamp = (root / "proxy/proxy_000.h5").stat().st_mtime_ns

@@ -121,7 +121,18 @@ def _no_store(train_dir: Path) -> str:
     return "no MLflow store at sqlite:///"
 
 
-@pytest.mark.parametrize("breakage", [_broken_run_file, _run_file_without_id, _unknown_run, _no_store])
+def _unfinished_run(train_dir: Path) -> str:
+    """A training stopped before it completed: its run is still RUNNING and recorded no weights."""
+    tracker = MLflowTracker(f"sqlite:///{train_dir / 'mlflow' / 'mlruns.db'}", experiment_name="jssl_varnet")
+    run_id = tracker.start("stopped-run")
+    tracker.set_tags({"mode": "sl", "manifest_digest": "ab" * 32})
+    tracker.log_params(PARAMS)
+    (train_dir / RUN_FILE).write_text(json.dumps({"run_id": run_id, "run_name": "stopped-run"}))
+    return f"MLflow run {run_id} has not finished (status RUNNING): its weights are recorded when training completes"
+
+
+@pytest.mark.parametrize("breakage", [_broken_run_file, _run_file_without_id, _unknown_run, _no_store,
+                                      _unfinished_run])
 def test_export_errors_are_one_line_and_create_nothing(train_dir, tmp_path, capsys, breakage):
     message = breakage(train_dir)
     before = sorted(p.relative_to(train_dir) for p in train_dir.rglob("*"))

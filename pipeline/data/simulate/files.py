@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ from pipeline.data.simulate.presets import EXTRA_CONTRAST_SECTIONS, get_preset
 from pipeline.io.atomic import replace_folder
 
 __all__ = ["build_manifest", "ensure_dataset", "file_name", "generate"]
+
+logger = logging.getLogger(__name__)
 
 # section -> (folder, file prefix)
 _FILES = {
@@ -225,6 +228,7 @@ def ensure_dataset(
     with _lock(root.parent / f".{root.name}.lock"):
         if not _missing_files(manifest, root):
             return root
+        logger.info(f"simulating the {preset!r} data of {manifest_path} into {root} (first use; seconds to minutes)")
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
         try:
             generate(preset, staging, seed=seed, manifest_path=staging / "manifest.json")

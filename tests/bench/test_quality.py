@@ -19,6 +19,7 @@ def test_help_lists_the_options(capsys):
     for option in ("--quick", "--iterations", "--seeds", "--accelerations", "--network-size", "--readout-crop",
                    "--set", "--out", "--bundle", "--manifest"):
         assert option in text
+    assert "62.5 % of the budget" in " ".join(text.split())  # profile descriptions, '%' and all
 
 
 def test_parse_args_defaults_and_errors():

@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="full benchmark at a profile's sizes and budget: both scenarios (brain -> abdomen "
                              "anatomy shift, brain -> brain), 4x/8x/16x, 3 seeds, learning curves, and the "
                              "ablation rows; ignores --manifest; " + "; ".join(
-                                 f"{p.name}: {p.description}, {p.iterations} it." for p in PROFILES.values()))
+                                 # argparse %-formats help texts
+                                 f"{p.name}: {p.description}, {p.iterations} it.".replace("%", "%%")
+                                 for p in PROFILES.values()))
     parser.add_argument("--scenarios", nargs="+", default=None, choices=[*SCENARIOS, "none"],
                         help="with --profile: scenarios (row groups) to run; default all; 'none' for ablation rows "
                              "only (the default JSSL row they compare with is then read from finished runs, not "

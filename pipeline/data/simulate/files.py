@@ -15,7 +15,6 @@ Files by section (``S`` slices, ``C`` coils, ``H = 2 R``, ``W = R + 2 pad`` for 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -23,12 +22,12 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+from filelock import FileLock
 
 from pipeline.data.manifests import SECTIONS, manifest_data_root, read_manifest
 from pipeline.data.simulate.acquisition import simulate_volume
@@ -163,22 +162,6 @@ def generate(
     return manifest_path
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock on ``path`` (POSIX ``flock``; no-op where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _missing_files(manifest: dict[str, Any], root: Path) -> list[str]:
     return [
         item["file"]
@@ -225,7 +208,7 @@ def ensure_dataset(
             "manifest's files; pass the preset and seed it was generated with"
         )
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(root.parent / f".{root.name}.lock"):
+    with FileLock(root.parent / f".{root.name}.lock"):  # one process generates, the others wait
         if not _missing_files(manifest, root):
             return root
         logger.info(f"simulating the {preset!r} data of {manifest_path} into {root} (first use; seconds to minutes)")

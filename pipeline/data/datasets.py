@@ -23,8 +23,8 @@ from monai.transforms import Randomizable, apply_transform
 from pipeline.data.cache import HeaderCache, default_cache_path
 from pipeline.data.errors import DataError
 from pipeline.data.formats import VolumeInfo, check_reader
-from pipeline.seeds import stable_seed
 from pipeline.data.readers import LoadSliced, check_volume_data, inspect_volume
+from pipeline.seeds import stable_seed
 
 __all__ = ["Scan", "SliceDataset", "expand_slices", "manifest_dataset", "scan_items"]
 

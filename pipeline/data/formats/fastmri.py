@@ -34,12 +34,12 @@ from pipeline.data.errors import DataError
 from pipeline.data.formats.base import (
     RawFormat,
     VolumeInfo,
-    stored_volume_max,
     check_binary_mask,
     check_finite,
     check_sizes,
     get_dataset,
     read_dataset,
+    stored_volume_max,
 )
 from pipeline.data.ismrmrd import default_encoding, parse_ismrmrd_header
 from pipeline.keys import Keys

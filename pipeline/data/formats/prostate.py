@@ -45,12 +45,12 @@ from pipeline.data.errors import DataError
 from pipeline.data.formats.base import (
     RawFormat,
     VolumeInfo,
-    stored_volume_max,
     check_finite,
     check_sizes,
     get_dataset,
     open_h5,
     read_dataset,
+    stored_volume_max,
 )
 from pipeline.data.formats.fastmri import header_bytes
 from pipeline.data.ismrmrd import EncodingInfo, parse_ismrmrd_header, write_ismrmrd_header

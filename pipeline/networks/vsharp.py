@@ -38,7 +38,7 @@ from pipeline.networks.sensitivity import SensitivityModel, measured_input
 from pipeline.networks.unet import PaddedUnet
 from pipeline.physics.coils import rss
 from pipeline.physics.fft import ifft2c
-from pipeline.physics.operators import adjoint_operator, forward_operator
+from pipeline.physics.operators import NormalOperator, adjoint_operator, forward_operator
 
 #: Named sizes (``network_size`` in the bundle): name -> :class:`VSharpNet` arguments.
 VSHARP_SIZES: Dict[str, Dict[str, Any]] = {
@@ -148,21 +148,22 @@ class VSharpBlock(nn.Module):
         x: Tensor,
         z: Tensor,
         u: Tensor,
-        ref_kspace: Tensor,
-        mask: Tensor,
-        sens_maps: Tensor,
+        sense_image: Tensor,
+        normal: NormalOperator,
         rho: Tensor,
         learning_rate_eta: Tensor,
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Apply the step.
 
+        The data-consistency gradient ``A^H (A x - y)`` is computed as ``A^H A x - A^H y``: the same maths, with
+        ``A^H y`` computed once per forward pass and ``A^H A`` prepared once (:class:`NormalOperator`).
+
         Args:
             x: image estimate ``(B, H, W, 2)``, float32.
             z: auxiliary (denoised) image ``(B, H, W, 2)``, float32.
             u: Lagrange multiplier ``(B, H, W, 2)``, float32.
-            ref_kspace: measured k-space ``y`` ``(B, C, H, W, 2)``, zero outside ``mask``.
-            mask: float32 0/1 mask, ``(B, 1, H, W, 1)`` or ``(B, 1, 1, W, 1)``.
-            sens_maps: ``(B, C, H, W, 2)``.
+            sense_image: ``A^H y`` ``(B, H, W, 2)`` of the measured k-space ``y`` (zero outside the mask).
+            normal: ``A^H A`` for the sensitivities and the input mask.
             rho: this step's penalty, a 0-d tensor.
             learning_rate_eta: the ``(num_steps_dc_gd,)`` gradient-descent step sizes.
 
@@ -174,8 +175,7 @@ class VSharpBlock(nn.Module):
         denoiser_input = torch.cat([z, x, u / rho], dim=-1).permute(0, 3, 1, 2).contiguous()  # (B, 6, H, W)
         z = self.denoiser(denoiser_input).float().permute(0, 2, 3, 1)  # (B, H, W, 2)
         for k in range(self.num_steps_dc_gd):
-            residual = forward_operator(x, sens_maps, mask) - ref_kspace  # M (A x - y): (B, C, H, W, 2)
-            gradient = adjoint_operator(residual, sens_maps)  # A^H (A x - y): (B, H, W, 2)
+            gradient = normal.apply(x) - sense_image  # A^H (A x - y): (B, H, W, 2)
             x = x - learning_rate_eta[k] * (gradient + rho * (x - z) + u)
         u = u + rho * (x - z)
         return x, z, u
@@ -287,14 +287,13 @@ class VSharpNet(nn.Module):
         x: Tensor,
         z: Tensor,
         u: Tensor,
-        ref_kspace: Tensor,
-        mask: Tensor,
-        sens_maps: Tensor,
+        sense_image: Tensor,
+        normal: NormalOperator,
         rho: Tensor,
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Run ``block`` under non-reentrant gradient checkpointing (eager mode only)."""
         return torch.utils.checkpoint.checkpoint(
-            block, x, z, u, ref_kspace, mask, sens_maps, rho, self.learning_rate_eta, use_reentrant=False
+            block, x, z, u, sense_image, normal, rho, self.learning_rate_eta, use_reentrant=False
         )
 
     def image_iterates(self, ref_kspace: Tensor, mask: Tensor, sens_maps: Tensor, keep_all: bool) -> List[Tensor]:
@@ -309,15 +308,16 @@ class VSharpNet(nn.Module):
         Returns:
             Complex images ``(B, H, W, 2)``, float32, oldest first.
         """
-        x = adjoint_operator(ref_kspace, sens_maps)  # SENSE image A^H y: (B, H, W, 2)
-        z = x
+        sense_image = adjoint_operator(ref_kspace, sens_maps)  # SENSE image A^H y: (B, H, W, 2)
+        normal = NormalOperator(sens_maps, mask)  # A^H A
+        x, z = sense_image, sense_image
         u = self.initializer(x)
         images: List[Tensor] = []
         for t, block in enumerate(self.blocks):
             if self.use_checkpoint and self.training and not torch.jit.is_scripting():
-                x, z, u = self._checkpointed(block, x, z, u, ref_kspace, mask, sens_maps, self.rho[t])
+                x, z, u = self._checkpointed(block, x, z, u, sense_image, normal, self.rho[t])
             else:
-                x, z, u = block(x, z, u, ref_kspace, mask, sens_maps, self.rho[t], self.learning_rate_eta)
+                x, z, u = block(x, z, u, sense_image, normal, self.rho[t], self.learning_rate_eta)
             if keep_all:
                 images.append(x)
         if not keep_all:

@@ -15,14 +15,16 @@ from pipeline.physics.complex import (
     complex_abs,
     complex_abs_sq,
     complex_conj,
+    complex_conj_mul,
     complex_mul,
     to_complex_numpy,
     to_tensor,
 )
 from pipeline.physics.fft import fft2c, ifft2c
-from pipeline.physics.operators import adjoint_operator, forward_operator
+from pipeline.physics.operators import NormalOperator, adjoint_operator, forward_operator
 
 __all__ = [
+    "NormalOperator",
     "acs_block",
     "acs_columns",
     "acs_slice",
@@ -38,6 +40,7 @@ __all__ = [
     "complex_abs",
     "complex_abs_sq",
     "complex_conj",
+    "complex_conj_mul",
     "complex_mul",
     "fft2c",
     "ifft2c",

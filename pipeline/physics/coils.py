@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pipeline.physics.complex import complex_conj, complex_mul
+from pipeline.physics.complex import complex_conj_mul, complex_mul
 from pipeline.physics.fft import ifft2c
 
 
@@ -40,7 +40,7 @@ def normalize_sens_maps(sens_maps: torch.Tensor, coil_dim: int = -4, eps: float 
 
 def sense_reduce(coil_images: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
     """SENSE combination ``sum_c conj(S_c) x_c``: ``(..., C, H, W, 2) -> (..., H, W, 2)``."""
-    return complex_mul(coil_images, complex_conj(sens_maps)).sum(dim=-4)
+    return complex_conj_mul(coil_images, sens_maps).sum(dim=-4)
 
 
 def sense_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:

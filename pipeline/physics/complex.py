@@ -42,11 +42,34 @@ def to_complex_numpy(x: torch.Tensor) -> np.ndarray:
     return torch.view_as_complex(x.contiguous()).numpy()
 
 
+def _native(x: torch.Tensor) -> bool:
+    """Whether ``x`` has a complex counterpart dtype (float32 -> complex64, float64 -> complex128)."""
+    return x.dtype == torch.float32 or x.dtype == torch.float64
+
+
+def as_complex(x: torch.Tensor) -> torch.Tensor:
+    """View ``(..., 2)`` float32/float64 as a complex tensor ``(...)`` (copies only a non-contiguous input)."""
+    return torch.view_as_complex(x.contiguous())
+
+
 def complex_mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Elementwise complex product of two broadcastable ``(..., 2)`` tensors."""
+    """Elementwise complex product of two broadcastable ``(..., 2)`` tensors.
+
+    float32 / float64 inputs use PyTorch's complex multiply (one fused kernel, and one in the backward pass);
+    other dtypes (float16, bfloat16, which have no complex counterpart here) use real arithmetic.
+    """
+    if _native(x) and _native(y):
+        return torch.view_as_real(as_complex(x) * as_complex(y))
     re = x[..., 0] * y[..., 0] - x[..., 1] * y[..., 1]
     im = x[..., 0] * y[..., 1] + x[..., 1] * y[..., 0]
     return torch.stack((re, im), dim=-1)
+
+
+def complex_conj_mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``x * conj(y)`` of two broadcastable ``(..., 2)`` tensors (fused for float32 / float64)."""
+    if _native(x) and _native(y):
+        return torch.view_as_real(as_complex(x) * as_complex(y).conj())
+    return complex_mul(x, complex_conj(y))
 
 
 def complex_conj(x: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,21 @@ def test_cascade_outputs_on_request(net):
     assert by_default(kspace() * mask, mask, return_iterates=False).kspace_iterates == []
 
 
+def test_cascades_follow_the_centred_definition(net):
+    """The cascades run on uncentred k-space; each one equals ``k - w M (k - y) - F S R(S^H F^H k)`` written
+    with the centred operators."""
+    from pipeline.physics import adjoint_operator, forward_operator
+
+    mask = equispaced().float()
+    y = kspace() * mask
+    out = net(y, mask, return_iterates=True)
+    k = y
+    for cascade, iterate in zip(net.cascades, out.kspace_iterates):
+        refined = cascade.regulariser(adjoint_operator(k, out.sens_maps))
+        k = k - (k - y) * mask * cascade.dc_weight - forward_operator(refined, out.sens_maps)
+        torch.testing.assert_close(iterate, k, rtol=1e-5, atol=1e-5)
+
+
 def test_monai_returns_only_the_image():
     mask = equispaced()
     out = monai_model()(kspace() * mask, mask)

@@ -21,7 +21,7 @@ from pipeline.networks import (
     acs_column_window,
     build_network,
 )
-from pipeline.physics import adjoint_operator, complex_abs_sq, forward_operator, ifft2c, rss
+from pipeline.physics import NormalOperator, adjoint_operator, complex_abs_sq, forward_operator, ifft2c, rss
 from pipeline.transforms import ApplyMaskd, FixedKspaceMaskd, NormalizeKspaced, RandKspaceMaskd, RandSSDUSplitd
 
 COILS, H, W = 3, 24, 20
@@ -128,7 +128,8 @@ def test_data_consistency_step_lowers_the_data_residual(num_steps_dc_gd, eta):
     x = torch.randn(1, H, W, 2)
     block = VSharpBlock(_KeepX(), num_steps_dc_gd)
     u = torch.zeros_like(x)
-    x_new, z, u_new = block(x, x, u, y, mask, sens, torch.tensor(0.3), torch.full((num_steps_dc_gd,), eta))
+    sense_image, normal = adjoint_operator(y, sens), NormalOperator(sens, mask)
+    x_new, z, u_new = block(x, x, u, sense_image, normal, torch.tensor(0.3), torch.full((num_steps_dc_gd,), eta))
 
     def residual(image):
         return float((forward_operator(image, sens, mask) - y).norm())

@@ -35,6 +35,7 @@ from pipeline.networks.output import ReconstructionOutput
 from pipeline.networks.sensitivity import SensitivityModel, measured_input
 from pipeline.networks.unet import NormUnet
 from pipeline.physics.coils import rss, sense_expand, sense_reduce
+from pipeline.physics.fft import fft2_uncentred, fftshift2, ifft2_uncentred, ifftshift2
 
 #: Named sizes (``network_size`` in the bundle): name -> :class:`VarNet` arguments.
 VARNET_SIZES: Dict[str, Dict[str, int]] = {
@@ -45,26 +46,6 @@ VARNET_SIZES: Dict[str, Dict[str, int]] = {
     # the fastMRI E2E-VarNet (about 30 M parameters)
     "fastmri": {"num_cascades": 12, "chans": 18, "pools": 4, "sens_chans": 8, "sens_pools": 4},
 }
-
-
-def _fft(x: Tensor) -> Tensor:
-    """Uncentred orthonormal 2-D FFT of ``(..., H, W, 2)``."""
-    return torch.view_as_real(torch.fft.fft2(torch.view_as_complex(x.contiguous()), norm="ortho"))
-
-
-def _ifft(x: Tensor) -> Tensor:
-    """Uncentred orthonormal inverse 2-D FFT of ``(..., H, W, 2)``."""
-    return torch.view_as_real(torch.fft.ifft2(torch.view_as_complex(x.contiguous()), norm="ortho"))
-
-
-def _uncentre(x: Tensor) -> Tensor:
-    """``ifftshift`` over ``(H, W)`` of ``(..., H, W, 2)``."""
-    return torch.fft.ifftshift(x, dim=(-3, -2))
-
-
-def _centre(x: Tensor) -> Tensor:
-    """``fftshift`` over ``(H, W)`` of ``(..., H, W, 2)``."""
-    return torch.fft.fftshift(x, dim=(-3, -2))
 
 
 class VarNetBlock(nn.Module):
@@ -97,9 +78,9 @@ class VarNetBlock(nn.Module):
         Returns:
             Updated uncentred k-space ``(B, C, H, W, 2)``, float32.
         """
-        image = _centre(sense_reduce(_ifft(kspace), sens_maps))  # S^H F^H k: (B, H, W, 2)
-        refined = _uncentre(self.regulariser(image).float())  # (B, H, W, 2)
-        regulariser_term = _fft(sense_expand(refined, sens_maps))  # F S R(.): (B, C, H, W, 2)
+        image = fftshift2(sense_reduce(ifft2_uncentred(kspace), sens_maps))  # S^H F^H k: (B, H, W, 2)
+        refined = ifftshift2(self.regulariser(image).float())  # (B, H, W, 2)
+        regulariser_term = fft2_uncentred(sense_expand(refined, sens_maps))  # F S R(.): (B, C, H, W, 2)
         return kspace - (kspace - ref_kspace) * mask * self.dc_weight - regulariser_term
 
 
@@ -202,7 +183,7 @@ class VarNet(nn.Module):
         else:
             sens_maps = self.sens_net(ref_kspace, mask_f, num_low_frequencies)
         # uncentred copies (P = ifftshift) for the cascades; see the module docstring
-        shifted_ref, shifted_mask, shifted_maps = _uncentre(ref_kspace), _uncentre(mask_f), _uncentre(sens_maps)
+        shifted_ref, shifted_mask, shifted_maps = ifftshift2(ref_kspace), ifftshift2(mask_f), ifftshift2(sens_maps)
         kspace = shifted_ref
         kspace_iterates: List[Tensor] = []
         for cascade in self.cascades:
@@ -211,7 +192,7 @@ class VarNet(nn.Module):
             else:
                 kspace = cascade(kspace, shifted_ref, shifted_mask, shifted_maps)
             if keep_cascades:
-                kspace_iterates.append(_centre(kspace))
-        image = torch.fft.fftshift(rss(_ifft(kspace)), dim=(-2, -1))  # (B, H, W)
-        kspace = kspace_iterates[-1] if keep_cascades else _centre(kspace)
+                kspace_iterates.append(fftshift2(kspace))
+        image = torch.fft.fftshift(rss(ifft2_uncentred(kspace)), dim=(-2, -1))  # (B, H, W): RSS, then centred
+        kspace = kspace_iterates[-1] if keep_cascades else fftshift2(kspace)
         return ReconstructionOutput(kspace, image, sens_maps, kspace_iterates)

@@ -20,7 +20,7 @@ from pipeline.physics.complex import (
     to_complex_numpy,
     to_tensor,
 )
-from pipeline.physics.fft import fft2c, ifft2c
+from pipeline.physics.fft import fft2_uncentred, fft2c, fftshift2, ifft2_uncentred, ifft2c, ifftshift2
 from pipeline.physics.operators import NormalOperator, adjoint_operator, forward_operator
 
 __all__ = [
@@ -42,8 +42,12 @@ __all__ = [
     "complex_conj",
     "complex_conj_mul",
     "complex_mul",
+    "fft2_uncentred",
     "fft2c",
+    "fftshift2",
+    "ifft2_uncentred",
     "ifft2c",
+    "ifftshift2",
     "rss",
     "sense_expand",
     "sense_reduce",

@@ -7,7 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.physics import complex_conj, complex_conj_mul, complex_mul, fft2c, ifft2c, to_complex_numpy, to_tensor
+from pipeline.physics import (
+    complex_conj,
+    complex_conj_mul,
+    complex_mul,
+    fft2_uncentred,
+    fft2c,
+    fftshift2,
+    ifft2_uncentred,
+    ifft2c,
+    ifftshift2,
+    to_complex_numpy,
+    to_tensor,
+)
 from pipeline.physics.operators import NormalOperator, adjoint_operator, forward_operator
 
 SIZES = [(8, 8), (9, 7), (16, 11), (15, 20)]
@@ -44,6 +56,17 @@ def test_fft2c_matches_numpy_shifted_ortho(h, w):
     assert np.allclose(to_complex_numpy(fft2c(to_tensor(data))), expected, atol=1e-5)
     inverse = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(data, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
     assert np.allclose(to_complex_numpy(ifft2c(to_tensor(data))), inverse, atol=1e-5)
+
+
+@pytest.mark.parametrize(("h", "w"), SIZES)
+def test_uncentred_ffts_between_shifts_are_the_centred_ones(h, w):
+    g = torch.Generator().manual_seed(h * 7 + w)
+    x = _random((2, 3, h, w, 2), g)
+    torch.testing.assert_close(fftshift2(fft2_uncentred(ifftshift2(x))), fft2c(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fftshift2(ifft2_uncentred(ifftshift2(x))), ifft2c(x), rtol=1e-12, atol=1e-12)
+    # a chain F^H F in uncentred coordinates needs no shifts in between
+    chain = fftshift2(ifft2_uncentred(fft2_uncentred(ifftshift2(x))))
+    torch.testing.assert_close(chain, ifft2c(fft2c(x)), rtol=1e-12, atol=1e-12)
 
 
 def test_forward_matches_definition_and_normal_operator():

@@ -40,7 +40,7 @@ def fft2_uncentred(image: torch.Tensor) -> torch.Tensor:
 
 
 def ifft2_uncentred(kspace: torch.Tensor) -> torch.Tensor:
-    """Uncentred orthonormal inverse 2-D FFT ``(..., H, W, 2) -> (..., H, W, 2)``, the inverse of :func:`fft2_uncentred`."""
+    """Uncentred orthonormal inverse 2-D FFT ``(..., H, W, 2) -> (..., H, W, 2)``, inverse of :func:`fft2_uncentred`."""
     return torch.view_as_real(torch.fft.ifft2(torch.view_as_complex(kspace.contiguous()), norm="ortho"))
 
 

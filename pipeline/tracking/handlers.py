@@ -58,6 +58,27 @@ def _scalars(values: Any) -> dict[str, float]:
     return out
 
 
+
+def invoked_command(argv: Sequence[str] | None = None) -> str:
+    """The command line that started this process, as the user typed it.
+
+    A module run with ``python -m`` (``monai.bundle``) has the absolute path of its ``__main__.py`` in
+    ``sys.argv[0]``, which names the site's folders (user names, virtual environments) and does not run
+    elsewhere; it is written back as ``python -m <module>``. Other arguments are kept as given.
+
+    Args:
+        argv: the arguments (default ``sys.argv``).
+
+    Returns:
+        A shell-quoted command line, e.g. ``python -m monai.bundle run --config_file configs/train.json``.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name and argv:
+        module = spec.name.removesuffix(".__main__")
+        argv = ["-m", module, *argv[1:]]
+    return shlex.join(["python", *argv])
+
 class TrackingHandler:
     """Track a trainer's run through ``backend``, on rank 0 only under DDP. Attach it to the trainer.
 
@@ -123,7 +144,7 @@ class TrackingHandler:
         self.backend.log_params({**loggable_settings(self.config or {}), **self.params})
         # the exact command, overrides included: with the config files this reproduces the run
         command = self.output_dir / "command.txt"
-        command.write_text(shlex.join([Path(sys.executable).name, *sys.argv]) + "\n")
+        command.write_text(invoked_command() + "\n")
         self.backend.log_artifact(command)
         logger.info(f"tracking run {self.backend.run_id} ({run_name}) with {type(self.backend).__name__}")
 

@@ -97,6 +97,10 @@ def test_train_writes_checkpoints_weights_and_mlflow_run(trained, tiny_dataset):
     assert metrics | {"val_nmse", "skipped_steps"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"train.json", "metadata.json", "model.pt", "command.txt", "validation"} <= artifacts
+    # the command as typed (no path of the site's Python environment), overrides included
+    command = (out / "command.txt").read_text()
+    assert command.startswith("python -m monai.bundle run --config_file ") and "--run_name 1e5" in command
+    assert "__main__.py" not in command
     pngs = [a.path for a in client.list_artifacts(run.info.run_id, "validation")]
     assert pngs == ["validation/iteration_000004.png"]
     # interleaving: both branches stepped, and every logged value is finite

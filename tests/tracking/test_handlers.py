@@ -10,6 +10,7 @@ from ignite.engine import Engine, Events
 
 from pipeline.keys import Keys
 from pipeline.tracking import TrackingHandler, ValidationLogger
+from pipeline.tracking.handlers import invoked_command
 from tests.tracking.test_base import MemoryTracker
 
 
@@ -105,3 +106,17 @@ def test_only_rank_0_tracks(tmp_path, monkeypatch):
     _, trainer = _wire(tmp_path, backend)
     trainer.run(trainer.data, max_epochs=1)
     assert backend.calls == [] and not (tmp_path / "out").exists()
+
+
+def test_invoked_command_names_the_module_not_its_path(monkeypatch):
+    """``python -m monai.bundle`` puts the site's path of ``__main__.py`` in argv[0]; command.txt gets the module."""
+    import sys
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="monai.bundle.__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    argv = ["/home/site/venv/lib/python3.11/site-packages/monai/bundle/__main__.py", "run", "--run_name", "a b"]
+    assert invoked_command(argv) == "python -m monai.bundle run --run_name 'a b'"
+    main.__spec__ = None  # a script run as a file keeps its path as typed
+    assert invoked_command(["train.py", "--x", "1"]) == "python train.py --x 1"

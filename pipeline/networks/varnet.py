@@ -81,7 +81,9 @@ class VarNetBlock(nn.Module):
         image = fftshift2(sense_reduce(ifft2_uncentred(kspace), sens_maps))  # S^H F^H k: (B, H, W, 2)
         refined = ifftshift2(self.regulariser(image).float())  # (B, H, W, 2)
         regulariser_term = fft2_uncentred(sense_expand(refined, sens_maps))  # F S R(.): (B, C, H, W, 2)
-        return kspace - (kspace - ref_kspace) * mask * self.dc_weight - regulariser_term
+        # k - w M (k - y) = k (1 - w M) + w y, as y = M y: two passes over the multi-coil data instead of four
+        soft_dc = torch.addcmul(kspace * (1.0 - self.dc_weight * mask), ref_kspace, self.dc_weight)
+        return soft_dc - regulariser_term
 
 
 class VarNet(nn.Module):

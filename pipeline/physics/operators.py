@@ -2,8 +2,9 @@
 
 ``S`` multiplies an image by each coil sensitivity, ``F`` is the centred orthonormal 2-D FFT
 (:func:`pipeline.physics.fft2c`) and ``M`` zeroes unsampled k-space points (no ``M`` when ``mask`` is
-``None``). The functions hold no state and are TorchScript-compatible, so every network, data-consistency
-step and loss of the package applies the same operator.
+``None``). The functions hold no state; :class:`NormalOperator` holds only the shifted maps and mask it was
+built with, for repeated use within one forward pass. All are TorchScript-compatible, so every network,
+data-consistency step and loss of the package applies the same operator.
 
 Shapes: image ``(..., H, W, 2)``, sensitivity maps and k-space ``(..., C, H, W, 2)``, mask
 ``(..., 1, H, W, 1)`` (bool or 0/1 float) broadcast against the k-space.

@@ -311,8 +311,9 @@ def _torchrun_gloo(args: list[str], out: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path):
-    _torchrun_gloo(train_args(tiny_dataset, tmp_path, batch_size=1), tmp_path)
+@pytest.mark.parametrize("network", ["varnet", "vsharp"])
+def test_two_process_gloo_ddp_training(tiny_dataset, tmp_path, network):
+    _torchrun_gloo(train_args(tiny_dataset, tmp_path, batch_size=1, network=network), tmp_path)
     assert (tmp_path / "model.pt").is_file()
     assert (tmp_path / "checkpoints" / "checkpoint_iteration=4.pt").is_file()
     _, runs = _runs(tmp_path)

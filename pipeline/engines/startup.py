@@ -389,8 +389,13 @@ def wrap_ddp(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def finalize_distributed() -> None:
-    """Tear down the process group, if any (last step of a bundle run)."""
+    """Tear down the process group, if any (last step of a bundle run).
+
+    The ranks first wait for each other (rank 0 still logs to MLflow when the others are done), so that no
+    rank tears its gloo connections down while a peer is still using the group.
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -295,11 +295,10 @@ def test_kill_9_at_random_iterations_then_resume_is_exact(tiny_dataset, tmp_path
 def _torchrun_gloo(args: list[str], out: Path) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node=2 -m monai.bundle <args>`` with the multi-GPU overlay.
 
-    Seen on a loaded 2-core machine (a few times in many runs, with memory-heavy jobs beside the suite): a gloo
-    rank aborts 1-2 s after start ("terminate called without an active exception", SIGABRT) before any step.
-    The same command is then run again, up to three tries; no checkpoint in ``out`` means no step was taken.
-    Python's fault handler is on, so an abort prints every thread's Python stack to stderr (the cause is not
-    known yet).
+    A rank used to abort at exit after a finished run ("terminate called without an active exception",
+    SIGABRT) when it tore down its gloo group while rank 0 was still logging; ``finalize_distributed`` now
+    waits at a barrier first. An abort before the first checkpoint (no step taken, seen on loaded machines) is
+    retried, up to three tries; Python's fault handler is on so that an abort prints what it can.
     """
     args = list(args)
     args[2] = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu.json'}']"

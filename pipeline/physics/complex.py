@@ -39,7 +39,7 @@ def to_complex_numpy(x: torch.Tensor) -> np.ndarray:
     """Convert ``(..., 2)`` to a numpy complex array ``(...)`` (complex64 for float32 input)."""
     check_complex(x)
     x = x.detach().cpu()
-    return torch.view_as_complex(x.contiguous()).numpy()
+    return as_complex(x).numpy()
 
 
 def _native(x: torch.Tensor) -> bool:

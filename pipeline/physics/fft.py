@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.physics.complex import as_complex
+
 
 def fft2c(image: torch.Tensor) -> torch.Tensor:
     """Image ``(..., H, W, 2)`` -> k-space ``(..., H, W, 2)``, centred and orthonormal."""
-    x = torch.view_as_complex(image.contiguous())
+    x = as_complex(image)
     x = torch.fft.ifftshift(x, dim=(-2, -1))
     x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
     x = torch.fft.fftshift(x, dim=(-2, -1))
@@ -24,7 +26,7 @@ def fft2c(image: torch.Tensor) -> torch.Tensor:
 
 def ifft2c(kspace: torch.Tensor) -> torch.Tensor:
     """K-space ``(..., H, W, 2)`` -> image ``(..., H, W, 2)``, centred and orthonormal (inverse of :func:`fft2c`)."""
-    x = torch.view_as_complex(kspace.contiguous())
+    x = as_complex(kspace)
     x = torch.fft.ifftshift(x, dim=(-2, -1))
     x = torch.fft.ifft2(x, dim=(-2, -1), norm="ortho")
     x = torch.fft.fftshift(x, dim=(-2, -1))
@@ -36,12 +38,12 @@ def fft2_uncentred(image: torch.Tensor) -> torch.Tensor:
 
     ``fft2c(x) == fftshift2(fft2_uncentred(ifftshift2(x)))``.
     """
-    return torch.view_as_real(torch.fft.fft2(torch.view_as_complex(image.contiguous()), norm="ortho"))
+    return torch.view_as_real(torch.fft.fft2(as_complex(image), norm="ortho"))
 
 
 def ifft2_uncentred(kspace: torch.Tensor) -> torch.Tensor:
     """Uncentred orthonormal inverse 2-D FFT ``(..., H, W, 2) -> (..., H, W, 2)``, inverse of :func:`fft2_uncentred`."""
-    return torch.view_as_real(torch.fft.ifft2(torch.view_as_complex(kspace.contiguous()), norm="ortho"))
+    return torch.view_as_real(torch.fft.ifft2(as_complex(kspace), norm="ortho"))
 
 
 def ifftshift2(x: torch.Tensor) -> torch.Tensor:

@@ -278,9 +278,9 @@ def _bars(report: dict[str, Any]) -> list[tuple[str, float, float | None]]:
     for size in report.get("peers", []):
         for phase in ("forward", "train"):
             for pair in size.get(phase, {}).get("pairs", []):
-                short = pair["peer"].split(",")[0]
                 gated = phase == "train" and not size["label"].startswith("fastMRI")
-                bars.append((f"ours/{short} {phase}, {size['label']}", pair["ratio"], 1 / 1.5 if gated else None))
+                bars.append((f"{pair['ours']} / {pair['peer']}\n{phase}, {size['label']}", pair["ratio"],
+                             1 / 1.5 if gated else None))
     for key, target in (("demo", 1.0), ("fastmri", 1.0), ("fastmri_trained", 0.05)):
         if key in report.get("inference", {}):
             bars.append((f"net / CS time, {key}", report["inference"][key]["ratio"], target))
@@ -306,7 +306,7 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     bars = _bars(report)
     if not bars:
         return False
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(bars) + 1.2))
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(bars) + 1.2))
     y = np.arange(len(bars))
     values = [b[1] for b in bars]
     ax.barh(y, values, color=["tab:blue" if "memory" not in b[0] else "tab:green" for b in bars])

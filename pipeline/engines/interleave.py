@@ -61,8 +61,8 @@ class InterleavedLoader:
         epoch_length: steps per epoch; default: the summed lengths of the loaders in use.
 
     Raises:
-        ValueError: for an unknown mode, a branch the mode needs whose loader is missing or empty, or a
-            schedule that names no branch of the mode.
+        ValueError: for an unknown mode, a branch the mode needs whose loader is missing or empty, a
+            schedule that names no branch of the mode, or no ``epoch_length`` with a loader that has no length.
     """
 
     def __init__(
@@ -90,7 +90,12 @@ class InterleavedLoader:
         self.schedule = schedule
         self.loaders = {name: loaders[name] for name in needed}
         self._lengths = {name: _num_batches(loader) for name, loader in self.loaders.items()}
-        self.epoch_length = int(epoch_length) if epoch_length else sum(len(self.loaders[n]) for n in needed)  # type: ignore[arg-type]
+        if not epoch_length:
+            unsized = [name for name, n in self._lengths.items() if n is None]
+            if unsized:
+                raise ValueError(f"the {unsized} loader(s) have no length (an iterable dataset): give epoch_length")
+            epoch_length = sum(self._lengths.values())  # type: ignore[arg-type]
+        self.epoch_length = int(epoch_length)
         self._iterators: dict[str, Iterator] = {}
         self._passes = dict.fromkeys(needed, 0)
         self._consumed = dict.fromkeys(needed, 0)  # batches of the current pass handed out

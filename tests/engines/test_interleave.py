@@ -119,3 +119,5 @@ def test_loader_without_length_is_restarted_when_it_runs_out():
 
     loader = InterleavedLoader({"sl": DataLoader(Stream(), batch_size=1), "ssl": None}, mode="sl", epoch_length=5)
     assert len(list(loader)) == 5 and loader.state_dict()["passes"] == {"sl": 2}
+    with pytest.raises(ValueError, match=r"\['sl'\] loader\(s\) have no length .*: give epoch_length"):
+        InterleavedLoader({"sl": DataLoader(Stream(), batch_size=1), "ssl": None}, mode="sl")

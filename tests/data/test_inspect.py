@@ -39,7 +39,8 @@ def test_inspection_reports_sections_and_problems(tmp_path, capsys):
     assert "coils           4: 2, 6: 1" in out and "k-space (H x W) 16x12: 2, 16x10: 1" in out
     assert "knee (4, 16, 12) recon 12x12 (no reference, no mask): 3 slices" in out
     assert "missing.h5: file not found" in out and "stored masks    columns: 1" in out
-    assert "acquired        0.500 of phase-encode columns" in out
+    assert "acquired        0.500 of phase-encode columns, by the stored masks (min 0.500" in out
+    assert "acquired        1.000 of phase-encode columns, by the acquirable band (min 1.000" in out
     summaries = json.loads((tmp_path / "out.json").read_text())["sections"]
     assert summaries[1]["masks"] == {"columns": 1} and summaries[0]["bad_files"] == 1
     # --data reads every slice: the NaN is found; the headers come from the cache written above

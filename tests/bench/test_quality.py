@@ -207,3 +207,58 @@ def test_run_digest_hashes_contents_not_paths(tmp_path):
     result = finished_result(moved / "result.json", "d")
     assert result["run_dir"] == str(moved) and result["model_path"] == str(moved / "model.pt")
     assert finished_result(moved / "result.json", "other") is None
+
+
+# the settings of a run that decide its digest, as one process of --jobs parses them
+_RUN_SETTINGS = ("profile", "accelerations", "iterations", "val_interval", "network_size", "batch_size",
+                 "readout_crop", "mask_type", "num_workers", "overrides", "threads", "fresh")
+
+
+def test_jobs_split_the_profile_by_seed_with_the_parents_settings(tmp_path):
+    argv = ["--profile", "cpu", "--jobs", "2", "--work-dir", str(tmp_path / "w"), "--set", "ssdu_q=0.3",
+            "--set", 'sl_ssl_ratio={"sl": 1, "ssl": 2}', "--iterations", "80"]
+    args = quality.parse_args(argv)
+    bundle = Path("bundles/jssl_varnet").resolve()
+    commands = quality.process_commands(args, bundle)
+    names = [name for name, _ in commands]
+    assert names == [f"{s}_seed{k}" for s in ("abdomen", "brain") for k in (0, 1, 2)] + [
+        f"ablations_seed{k}" for k in (0, 1, 2)]
+    children = {name: quality.parse_args(child) for name, child in commands}
+    for name, child in children.items():
+        assert {k: getattr(child, k) for k in _RUN_SETTINGS} == {k: getattr(args, k) for k in _RUN_SETTINGS}, name
+        assert child.jobs == 1 and child.work_dir == (tmp_path / "w").resolve() and child.bundle == bundle
+        assert child.seeds == [int(name[-1])] and child.out == (tmp_path / "w" / "reports" / name).resolve()
+    # the deterministic baselines run once per scenario, in the first seed's process
+    assert children["abdomen_seed0"].methods == list(methods.METHODS)
+    assert children["brain_seed2"].methods == list(methods.LEARNED) and children["brain_seed2"].scenarios == ["brain"]
+    assert children["ablations_seed1"].scenarios == [] and children["ablations_seed1"].ablation == args.ablation
+    assert children["abdomen_seed1"].ablation == []
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--jobs", "2"])  # needs --profile
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--profile", "cpu", "--jobs", "0"])
+
+
+def test_a_failed_process_is_named_with_its_exit_code_and_log(tmp_path):
+    from pipeline.bench.quality.cli import _run_processes
+
+    failed = _run_processes([("bad", ["--no-such-option"]), ("help", ["--help"])], jobs=2, log_dir=tmp_path)
+    assert failed == [f"bad (exit code 2, log {tmp_path / 'bad.log'})"]
+    assert "unrecognized arguments: --no-such-option" in (tmp_path / "bad.log").read_text()
+    assert "--jobs" in (tmp_path / "help.log").read_text()
+
+
+@pytest.mark.slow
+def test_jobs_run_processes_then_report_every_seed(tmp_path):
+    """Two real processes (one per seed) of the 64 px profile on its simulated data, then the combined report."""
+    out = tmp_path / "out"
+    argv = ["--profile", "cpu64", "--scenarios", "abdomen", "--ablation", "none", "--accelerations", "8",
+            "--methods", "zero_filled", "ssl", "--seeds", "0", "1", "--iterations", "2", "--jobs", "2",
+            "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "w"), "--out", str(out)]
+    assert quality.main(argv) == 0
+    report = json.loads((out / "quality.json").read_text())
+    learned = report["scenarios"]["abdomen"]["learned"]
+    assert sorted((r["method"], r["seed"]) for r in learned) == [("ssl", 0), ("ssl", 1)]
+    assert report["scenarios"]["abdomen"]["table"]["zero_filled"]["8x"]["ssim"] > 0
+    assert sorted(p.name for p in (tmp_path / "w" / "logs").iterdir()) == ["abdomen_seed0.log", "abdomen_seed1.log"]
+    assert "| SSL on target only |" in (out / "quality.md").read_text()

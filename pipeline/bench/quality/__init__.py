@@ -4,6 +4,7 @@ Usage (paths relative to the current directory; ``--bundle`` and ``--manifest`` 
 ``bundles/jssl_varnet`` and ``data_manifests/demo.json``)::
 
     python -m pipeline.bench.quality --profile cpu        # both scenarios, 4x/8x/16x, 3 seeds, ablations
+    python -m pipeline.bench.quality --profile cpu --jobs 2   # the same as 2 processes (one per core)
     python -m pipeline.bench.quality --profile cpu --ablation q_0.2   # one ablation row
     python -m pipeline.bench.quality                      # the demo data only (brain to brain, 4x and 8x)
     python -m pipeline.bench.quality --quick              # smoke run on the tiny preset (< 1 min)
@@ -36,7 +37,8 @@ brain target in another contrast and orientation, each with its own table, targe
 beyond ±1 std, share of the SSL->oracle SSIM gap closed, SSL vs zero-filled), convergence check (validation
 SSIM gains < 0.005 over the last 20 % of the budget) and figure with learning curves; then the ablation rows
 (JSSL on the anatomy shift at 8x with one setting changed: SL:SSL ratio, proxy amount, SSDU q, SSL on
-everything, vSHARP). ``--report-only`` writes the report from finished runs.
+everything, vSHARP). ``--report-only`` writes the report from finished runs; ``--jobs N`` runs the work as N
+parallel processes split by seed (:func:`~pipeline.bench.quality.cli.process_commands`), then writes the report.
 
 Modules: :mod:`~pipeline.bench.quality.methods` (methods, labels, masks, defaults),
 :mod:`~pipeline.bench.quality.profiles` (profiles, scenarios, ablations), :mod:`~pipeline.bench.quality.report`
@@ -64,6 +66,6 @@ Bundle config ids used. ``configs/train.json`` (one run per method, seed and acc
 module. Results are read from the evaluation's ``metrics.json`` (``summary`` / ``per_volume`` per method).
 """
 
-from pipeline.bench.quality.cli import main, parse_args
+from pipeline.bench.quality.cli import main, parse_args, process_commands
 
-__all__ = ["main", "parse_args"]
+__all__ = ["main", "parse_args", "process_commands"]

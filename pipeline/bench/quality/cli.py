@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pipeline.bench.quality.report import profile_markdown
 from pipeline.bench.quality.runs import run_classical, run_learned
 from pipeline.bench.quality.tables import aggregate, comparison_lines, comparisons, markdown, targets
 
-__all__ = ["main", "parse_args"]
+__all__ = ["main", "parse_args", "process_commands"]
 
 logger = logging.getLogger("pipeline.bench.quality")
 
@@ -139,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: write the report from the runs that finished in --work-dir (others are "
                              "left out and listed as missing)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="with --profile: run the work as this many parallel processes (one per scenario and "
+                             "seed, one per seed for the ablation rows; each with --threads torch threads, its own "
+                             "MLflow stores and a log in <work-dir>/logs/), then write the report from their runs; "
+                             "2 on a 2-core machine")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; 0 = torch's default (one per core). 1 is the default because "
                              "on a shared 2-core machine 2 threads were 4-30x slower per step (oversubscription)")
@@ -184,6 +190,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--accelerations: {acc} not supported; choose from {sorted(CENTER_FRACTIONS)}")
     if args.iterations < 1:
         parser.error("--iterations must be >= 1")
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    if args.jobs > 1 and (args.profile is None or args.report_only):
+        parser.error("--jobs needs --profile (and trains: not with --report-only)")
     try:
         args.overrides = dict(_parse_override(item) for item in args.overrides)
     except ValueError as err:
@@ -286,15 +296,87 @@ def _run_jobs(
     return classical, learned, runs_log
 
 
-def _profile_main(args: argparse.Namespace, bundle: Path) -> int:
+def process_commands(args: argparse.Namespace, bundle: Path) -> list[tuple[str, list[str]]]:
+    """``(name, arguments)`` of every process of a ``--jobs`` run of a profile.
+
+    One process per scenario and seed (``--scenarios S --ablation none --seeds K``) and, when ablation rows are
+    asked for, one per seed for all of them (``--scenarios none --ablation ... --seeds K``): the work splits by
+    seed, so no two processes write the same MLflow store (:func:`pipeline.bench.quality.runs.tracking_db`).
+    The classical baselines (deterministic) run only in the first seed's processes, so no two processes write
+    the same run folder. Every process gets the parent's settings explicitly (the same run digests) and its
+    own ``--out`` under ``<work-dir>/reports/``.
+    """
+    work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{args.profile}").resolve()
+    common = [
+        "--profile", args.profile, "--bundle", str(bundle), "--work-dir", str(work_root),
+        "--data-dir", str(Path(args.data_dir).resolve()), "--accelerations", *map(str, args.accelerations),
+        "--iterations", str(args.iterations), "--val-interval", str(args.val_interval),
+        "--network-size", args.network_size, "--batch-size", str(args.batch_size),
+        "--readout-crop", str(args.readout_crop).lower(), "--mask-type", args.mask_type,
+        "--num-workers", str(args.num_workers), "--threads", str(args.threads),
+        *[item for key, value in args.overrides.items() for item in ("--set", f"{key}={json.dumps(value)}")],
+        *(["--fresh"] if args.fresh else []),
+    ]
+    learned = [m for m in args.methods if m in LEARNED]
+    groups = []
+    for scenario in args.scenarios:
+        for seed in args.seeds:
+            # the deterministic classical baselines run once, in the first seed's process
+            group_methods = args.methods if seed == args.seeds[0] else learned
+            if group_methods:
+                groups.append((f"{scenario}_seed{seed}",
+                               ["--scenarios", scenario, "--ablation", "none", "--methods", *group_methods], seed))
+    if args.ablation:
+        groups += [(f"ablations_seed{seed}", ["--scenarios", "none", "--ablation", *args.ablation], seed)
+                   for seed in args.seeds]
+    return [(name, [*common, *rows, "--seeds", str(seed), "--out", str(work_root / "reports" / name)])
+            for name, rows, seed in groups]
+
+
+def _run_processes(commands: Sequence[tuple[str, list[str]]], jobs: int, log_dir: Path) -> list[str]:
+    """Run ``python -m pipeline.bench.quality ARGS`` for every command, ``jobs`` at a time, with a progress bar.
+
+    Returns:
+        ``"name (exit code N, log PATH)"`` of every process that failed.
+    """
+    from tqdm import tqdm
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pending, running, failed = list(commands), {}, []
+    bar = tqdm(total=len(commands), desc=f"quality, {jobs} processes", unit="process", file=sys.stderr,
+               dynamic_ncols=True)
+    while pending or running:
+        while pending and len(running) < jobs:
+            name, argv = pending.pop(0)
+            log_path = log_dir / f"{name}.log"
+            with log_path.open("w") as log:  # the child keeps its own descriptor
+                process = subprocess.Popen([sys.executable, "-m", "pipeline.bench.quality", *argv], stdout=log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            running[name] = (process, log_path)
+            logger.info(f"=== started {name} (log {log_path})")
+        time.sleep(1.0)
+        for name, (process, log_path) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[name]
+            bar.update(1)
+            if process.returncode:
+                failed.append(f"{name} (exit code {process.returncode}, log {log_path})")
+            logger.info(f"=== {name} finished with exit code {process.returncode}")
+    bar.close()
+    return failed
+
+
+def _profile_main(args: argparse.Namespace, bundle: Path, wall_start: float | None = None) -> int:
     """``--profile``: every scenario's table, the ablation rows, learning curves and one figure per scenario.
 
-    Runs live in ``<work-dir>/<scenario>/`` (ablations in ``<work-dir>/abdomen/ablation_<name>/``) and are reused
+    ``wall_start`` (``time.perf_counter()``) is when the work began, for the wall time in the report (default:
+    now). Runs live in ``<work-dir>/<scenario>/`` (ablations in ``<work-dir>/abdomen/ablation_<name>/``) and are reused
     by later starts with the same settings, so scenarios and ablation rows can run as separate processes with
     the same ``--work-dir`` and a final plain ``--profile`` start writes the combined report.
     """
     profile = PROFILES[args.profile]
-    wall_start = time.perf_counter()
+    wall_start = time.perf_counter() if wall_start is None else wall_start
     work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{profile.name}").resolve()
     base: dict[str, Any] = {
         "bundle": str(bundle), "iterations": args.iterations, "val_interval": args.val_interval,
@@ -385,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: command-line arguments (default ``sys.argv[1:]``).
 
     Returns:
-        Exit status 0.
+        Exit status 0; 1 when a process of ``--jobs`` failed (the report is still written from the runs that
+        finished).
 
     Raises:
         SystemExit: for ``--help``, bad arguments, or (one line) a missing bundle or manifest.
@@ -398,6 +481,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.profile is not None and args.jobs > 1:
+        wall_start = time.perf_counter()
+        profile = PROFILES[args.profile]
+        for name in dict.fromkeys([*args.scenarios, *(["abdomen"] if args.ablation else [])]):  # simulated once, first
+            scenario_manifest(args.data_dir, profile.presets[name])
+        commands = process_commands(args, bundle)
+        work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{args.profile}").resolve()
+        failed = _run_processes(commands, args.jobs, work_root / "logs")
+        for line in failed:
+            logger.error(f"process failed: {line}; its runs are left out of the report")
+        args.report_only, args.fresh, args.work_dir = True, False, work_root
+        _profile_main(args, bundle, wall_start)
+        return 1 if failed else 0
     if args.profile is not None:
         return _profile_main(args, bundle)
 

@@ -262,3 +262,23 @@ def test_jobs_run_processes_then_report_every_seed(tmp_path):
     assert report["scenarios"]["abdomen"]["table"]["zero_filled"]["8x"]["ssim"] > 0
     assert sorted(p.name for p in (tmp_path / "w" / "logs").iterdir()) == ["abdomen_seed0.log", "abdomen_seed1.log"]
     assert "| SSL on target only |" in (out / "quality.md").read_text()
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["--iterations", "100"],
+    ["--scenarios", "abdomen", "--ablation", "none", "--accelerations", "8", "--mask-type", "random", "--seeds", "0",
+     "--set", "network=vsharp", "--set", 'sl_ssl_ratio={"sl": 1, "ssl": 2}', "--readout-crop", "false"],
+    ["--ablation", "q_0.2", "vsharp", "--methods", "ssl", "jssl", "--set", "lr_gamma=0.5"],
+])
+def test_the_reproduce_command_parses_back_to_the_same_runs(argv):
+    import shlex
+
+    args = quality.parse_args(["--profile", "cpu", *argv])
+    command = quality.reproduce_command(args)
+    assert command.startswith("python -m pipeline.bench.quality --profile cpu")
+    again = quality.parse_args(shlex.split(command)[3:])
+    keys = (*_RUN_SETTINGS, "scenarios", "ablation", "seeds", "methods")
+    assert {k: getattr(again, k) for k in keys} == {k: getattr(args, k) for k in keys}
+    if not argv:
+        assert command == "python -m pipeline.bench.quality --profile cpu"

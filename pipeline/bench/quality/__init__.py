@@ -66,6 +66,6 @@ Bundle config ids used. ``configs/train.json`` (one run per method, seed and acc
 module. Results are read from the evaluation's ``metrics.json`` (``summary`` / ``per_volume`` per method).
 """
 
-from pipeline.bench.quality.cli import main, parse_args, process_commands
+from pipeline.bench.quality.cli import main, parse_args, process_commands, reproduce_command
 
-__all__ = ["main", "parse_args", "process_commands"]
+__all__ = ["main", "parse_args", "process_commands", "reproduce_command"]

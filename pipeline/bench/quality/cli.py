@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from pipeline.bench.quality.report import profile_markdown
 from pipeline.bench.quality.runs import run_classical, run_learned
 from pipeline.bench.quality.tables import aggregate, comparison_lines, comparisons, markdown, targets
 
-__all__ = ["main", "parse_args", "process_commands"]
+__all__ = ["main", "parse_args", "process_commands", "reproduce_command"]
 
 logger = logging.getLogger("pipeline.bench.quality")
 
@@ -296,6 +297,30 @@ def _run_jobs(
     return classical, learned, runs_log
 
 
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The shortest ``--profile`` command line that trains the same runs as ``args`` (the options that differ
+    from the profile's defaults; ``--set`` only for overrides the profile's schedule does not give)."""
+    profile = PROFILES[args.profile]
+    parts = ["python -m pipeline.bench.quality", "--profile", profile.name]
+    lists = [("--scenarios", args.scenarios, list(SCENARIOS)), ("--ablation", args.ablation, list(ABLATIONS)),
+             ("--accelerations", args.accelerations, list(profile.accelerations)),
+             ("--seeds", args.seeds, list(profile.seeds)), ("--methods", args.methods, list(METHODS))]
+    for option, value, default in lists:
+        if list(value) != default:
+            parts += [option, *(map(str, value) if value else ["none"])]
+    if args.iterations != profile.iterations:
+        parts += ["--iterations", str(args.iterations)]
+    defaults = parse_args(["--profile", profile.name, "--iterations", str(args.iterations)])
+    for option in ("val_interval", "network_size", "batch_size", "readout_crop", "mask_type", "num_workers"):
+        value = getattr(args, option)
+        if value != getattr(defaults, option):
+            parts += ["--" + option.replace("_", "-"), str(value).lower() if isinstance(value, bool) else str(value)]
+    for key, value in args.overrides.items():
+        if defaults.overrides.get(key, ...) != value:
+            parts += ["--set", shlex.quote(f"{key}={json.dumps(value)}")]
+    return " ".join(parts)
+
+
 def process_commands(args: argparse.Namespace, bundle: Path) -> list[tuple[str, list[str]]]:
     """``(name, arguments)`` of every process of a ``--jobs`` run of a profile.
 
@@ -390,6 +415,7 @@ def _profile_main(args: argparse.Namespace, bundle: Path, wall_start: float | No
         "center_fractions": {f"{a}x": CENTER_FRACTIONS[a] for a in args.accelerations},
         "target_section": "target_reference", "override_stored_masks": True, "work_dir": str(work_root),
         "torch_threads": torch.get_num_threads(), "scenarios": args.scenarios, "ablations": args.ablation,
+        "reproduce": reproduce_command(args),
     }
     machine = machine_info()
     logger.info(f"machine: {machine}")

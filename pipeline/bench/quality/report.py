@@ -111,8 +111,6 @@ def profile_markdown(
         "including validation) on "
         f"{machine['cpus_usable']} CPU core(s) ({machine.get('cpu', '?')}), {settings['torch_threads']} torch "
         f"thread(s) per process (torch {machine['torch']}, MONAI {machine['monai']}). Raw numbers: `quality.json`. "
-        f"Reproduce: `python -m pipeline.bench.quality --profile {settings['profile']}"
-        + ("" if settings.get("profile_iterations") in (None, settings["iterations"])
-           else f" --iterations {settings['iterations']}") + "`.",
+        f"Reproduce: `{settings['reproduce']}` (add `--jobs 2` for two processes at a time).",
     ]
     return "\n".join(lines) + "\n"

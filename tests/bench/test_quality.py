@@ -268,7 +268,8 @@ def test_jobs_run_processes_then_report_every_seed(tmp_path):
     [],
     ["--iterations", "100"],
     ["--scenarios", "abdomen", "--ablation", "none", "--accelerations", "8", "--mask-type", "random", "--seeds", "0",
-     "--set", "network=vsharp", "--set", 'sl_ssl_ratio={"sl": 1, "ssl": 2}', "--readout-crop", "false"],
+     "--set", "network=vsharp", "--set", 'sl_ssl_ratio={"sl": 1, "ssl": 2}', "--readout-crop", "false",
+     "--set", 'run_name="true"'],
     ["--ablation", "q_0.2", "vsharp", "--methods", "ssl", "jssl", "--set", "lr_gamma=0.5"],
 ])
 def test_the_reproduce_command_parses_back_to_the_same_runs(argv):
@@ -282,3 +283,10 @@ def test_the_reproduce_command_parses_back_to_the_same_runs(argv):
     assert {k: getattr(again, k) for k in keys} == {k: getattr(args, k) for k in keys}
     if not argv:
         assert command == "python -m pipeline.bench.quality --profile cpu"
+    if "network=vsharp" in argv:
+        assert " --set network=vsharp" in command and "--set 'sl_ssl_ratio={\"sl\": 1, \"ssl\": 2}'" in command
+
+
+def test_reports_name_the_network_the_runs_trained():
+    assert methods.network_label({"network_size": "tiny", "overrides": {}}) == "tiny E2E-VarNet"
+    assert methods.network_label({"network_size": "tiny", "overrides": {"network": "vsharp"}}) == "tiny vSHARP"

@@ -70,6 +70,16 @@ def _parse_override(item: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _override_text(key: str, value: Any) -> str:
+    """``KEY=VALUE`` that :func:`_parse_override` reads back as ``value`` (a plain string stays unquoted)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return f"{key}={value}"
+    return f"{key}={json.dumps(value)}"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.bench.quality",
@@ -317,7 +327,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
             parts += ["--" + option.replace("_", "-"), str(value).lower() if isinstance(value, bool) else str(value)]
     for key, value in args.overrides.items():
         if defaults.overrides.get(key, ...) != value:
-            parts += ["--set", shlex.quote(f"{key}={json.dumps(value)}")]
+            parts += ["--set", shlex.quote(_override_text(key, value))]
     return " ".join(parts)
 
 
@@ -339,7 +349,7 @@ def process_commands(args: argparse.Namespace, bundle: Path) -> list[tuple[str, 
         "--network-size", args.network_size, "--batch-size", str(args.batch_size),
         "--readout-crop", str(args.readout_crop).lower(), "--mask-type", args.mask_type,
         "--num-workers", str(args.num_workers), "--threads", str(args.threads),
-        *[item for key, value in args.overrides.items() for item in ("--set", f"{key}={json.dumps(value)}")],
+        *[item for key, value in args.overrides.items() for item in ("--set", _override_text(key, value))],
         *(["--fresh"] if args.fresh else []),
     ]
     learned = [m for m in args.methods if m in LEARNED]

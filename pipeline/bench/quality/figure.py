@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pipeline.bench.bundle import META, MODULE_ID, evaluation_configs
-from pipeline.bench.quality.methods import METRIC_LABELS, SHORT_LABELS
+from pipeline.bench.quality.methods import METRIC_LABELS, SHORT_LABELS, network_label
 from pipeline.bench.quality.runs import eval_overrides
 from pipeline.bench.quality.tables import Table
 from pipeline.metrics.handlers import METRIC_NAMES
@@ -192,7 +192,7 @@ def figure(path: Path, table: Table, accelerations: Sequence[int], recon: Mappin
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     _metric_bars(fig, grid[0], table, accelerations)
     fig.suptitle(
-        f"{Path(settings['manifest']).stem} test set; learned: {settings['network_size']} VarNet, "
+        f"{Path(settings['manifest']).stem} test set; learned: {network_label(settings)}, "
         f"{settings['iterations']} it., seeds {settings['seeds']}", fontsize=10)
     if recon is not None:
         _reconstructions(fig, grid, ncols, recon, shown, recon_acc)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pipeline.baselines import BASELINES
 from pipeline.engines.modes import MODES
 
@@ -15,7 +18,9 @@ __all__ = [
     "LEARNED",
     "METHODS",
     "METRIC_LABELS",
+    "NETWORK_LABELS",
     "SHORT_LABELS",
+    "network_label",
 ]
 
 #: Table label of every method, in display order (a new baseline or training mode needs one here).
@@ -45,6 +50,8 @@ LEARNED = tuple(sorted(MODES, key=list(LABELS).index))
 METHODS = CLASSICAL + LEARNED
 #: Centre fraction per acceleration (fastMRI / JSSL convention).
 CENTER_FRACTIONS = {2: 0.16, 4: 0.08, 8: 0.04, 16: 0.02}
+#: Label of every network of :func:`pipeline.networks.build_network` (the bundle setting ``network``).
+NETWORK_LABELS = {"varnet": "E2E-VarNet", "vsharp": "vSHARP"}
 #: Label of every score of :data:`pipeline.metrics.handlers.METRIC_NAMES`.
 METRIC_LABELS = {"nmse": "NMSE", "psnr": "PSNR (dB)", "ssim": "SSIM"}
 
@@ -52,3 +59,10 @@ METRIC_LABELS = {"nmse": "NMSE", "psnr": "PSNR (dB)", "ssim": "SSIM"}
 DEFAULT_ITERATIONS = 150
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_ACCELERATIONS = (4, 8)
+
+
+def network_label(settings: Mapping[str, Any]) -> str:
+    """``"<size> <network>"`` of the learned runs of ``settings`` (``network`` from its ``--set`` overrides, else
+    train.json's default, the E2E-VarNet), e.g. ``"tiny vSHARP"``."""
+    network = settings.get("overrides", {}).get("network", "varnet")
+    return f"{settings['network_size']} {NETWORK_LABELS.get(network, network)}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.bench.quality.methods import CENTER_FRACTIONS
+from pipeline.bench.quality.methods import CENTER_FRACTIONS, network_label
 from pipeline.bench.quality.profiles import ABLATIONS, DEFAULT_ABLATION_LABEL, SCENARIOS
 from pipeline.bench.quality.runs import CONVERGENCE_SSIM_GAIN
 from pipeline.bench.quality.tables import Table, aggregate, beyond_std, table_lines, target_lines
@@ -77,7 +77,7 @@ def profile_markdown(
     lines = [
         f"# Reconstruction quality, profile `{settings['profile']}`",
         "",
-        f"Profile: {settings['profile_description']}. Every learned run: `{settings['network_size']}` network, "
+        f"Profile: {settings['profile_description']}. Every learned run: {network_label(settings)}, "
         f"{settings['iterations']} iterations of batch {settings['batch_size']}, validated every "
         f"{settings['val_interval']} iterations (the best validated weights are scored). Test sections, fastMRI "
         f"per-volume NMSE / PSNR / SSIM, {settings['mask_type']} 1-D masks, one fixed mask per target slice, centre "

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.bench.quality.methods import CENTER_FRACTIONS, CLASSICAL, LABELS, METRIC_LABELS
+from pipeline.bench.quality.methods import CENTER_FRACTIONS, CLASSICAL, LABELS, METRIC_LABELS, network_label
 from pipeline.metrics.handlers import METRIC_NAMES
 
 __all__ = [
@@ -130,10 +130,10 @@ def markdown(
     lines = [
         "# Reconstruction quality on the demo domain-shift data",
         "",
-        f"Test section of `{Path(settings['manifest']).name}`, fastMRI per-volume NMSE / PSNR / SSIM, equispaced "
-        "1-D masks (one fixed mask per test slice), centre fraction "
+        f"Test section of `{Path(settings['manifest']).name}`, fastMRI per-volume NMSE / PSNR / SSIM, "
+        f"{settings['mask_type']} 1-D masks (one fixed mask per test slice), centre fraction "
         + ", ".join(f"{CENTER_FRACTIONS[a]} at {a}x" for a in accelerations) + ". "
-        f"Learned methods: `{settings['network_size']}` VarNet, {settings['iterations']} iterations of batch "
+        f"Learned methods: {network_label(settings)}, {settings['iterations']} iterations of batch "
         f"{settings['batch_size']} each, readout crop {'on' if settings['readout_crop'] else 'off'}, "
         f"mean ± std (ddof 1) over seeds {settings['seeds']} of the per-seed means over test volumes. "
         "Classical methods are deterministic (—).",

@@ -9,6 +9,7 @@ Lambda. Which branch a batch belongs to is written into it by :class:`~pipeline.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -67,8 +68,9 @@ class JSSLTrainer(SupervisedTrainer):
             loss / image (hard data consistency, :func:`pipeline.networks.output.replace_measured`).
 
     The iteration output (``engine.state.output``) is a dict of floats: ``loss`` (weighted, of this
-    step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, and ``skipped_steps`` (non-finite
-    steps skipped so far), ready for the stats and MLflow handlers.
+    step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, ``<branch>/grad_norm`` (the global
+    gradient norm before clipping; NaN for a skipped step), and ``skipped_steps`` (non-finite steps skipped so
+    far), ready for the stats and MLflow handlers.
     """
 
     def __init__(
@@ -144,17 +146,19 @@ class JSSLTrainer(SupervisedTrainer):
         weighted = engine.branch_weights[branch] * loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         finite = bool(torch.isfinite(weighted))
+        grad_norm = float("nan")
         if finite and engine.grad_scaler is not None:
             engine.grad_scaler.scale(weighted).backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             engine.grad_scaler.unscale_(engine.optimizer)
-            self._clip(engine)
+            grad_norm = self._clip(engine)
             engine.grad_scaler.step(engine.optimizer)  # skips overflowing steps itself
             engine.grad_scaler.update()
         elif finite:
             weighted.backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            finite = self._clip(engine)
+            grad_norm = self._clip(engine)
+            finite = math.isfinite(grad_norm)
             if finite:
                 engine.optimizer.step()
         if finite:
@@ -168,16 +172,17 @@ class JSSLTrainer(SupervisedTrainer):
             "skipped_steps": float(engine.state.skipped_steps),
             "loss": float(weighted.detach()),
             f"loss_{branch}": float(loss.detach()),
+            f"{branch}/grad_norm": grad_norm,
             **{f"{branch}/{name}": float(value) for name, value in terms.items()},
         }
         return engine.state.output
 
     @staticmethod
-    def _clip(engine: JSSLTrainer) -> bool:
-        """Clip the global gradient norm (when set); returns whether every gradient is finite."""
+    def _clip(engine: JSSLTrainer) -> float:
+        """Clip the global gradient norm (when set); returns the norm before clipping (not finite when a gradient
+        is not)."""
         max_norm = engine.grad_clip_norm if engine.grad_clip_norm is not None else float("inf")
-        total = torch.nn.utils.clip_grad_norm_(engine.network.parameters(), max_norm)
-        return bool(torch.isfinite(total))
+        return float(torch.nn.utils.clip_grad_norm_(engine.network.parameters(), max_norm))
 
     @staticmethod
     def _skip(engine: JSSLTrainer, batch: Mapping[str, Any], branch: str, loss: float) -> None:

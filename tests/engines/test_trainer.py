@@ -68,6 +68,10 @@ def test_each_mode_trains_with_finite_losses(tiny_dataset, mode):
     expected = {"sl": {"loss_sl"}, "ssl": {"loss_ssl"}, "jssl": {"loss_sl", "loss_ssl"}, "sl_target": {"loss_sl"}}[mode]
     assert branches == expected
     assert any(not torch.equal(a, b) for a, b in zip(before, network.parameters()))
+    # every step reports the global gradient norm of its own branch, before clipping
+    for o in outputs:
+        branch = next(k[5:] for k in o if k.startswith("loss_"))
+        assert o[f"{branch}/grad_norm"] > 0.0 and torch.isfinite(torch.tensor(o[f"{branch}/grad_norm"]))
 
 
 def test_ssl_step_never_feeds_lambda_kspace_to_the_network(tiny_dataset):
@@ -105,6 +109,7 @@ def test_branch_weights_scale_the_loss(tiny_dataset):
     trainer.branch_weights["sl"] = 0.0
     trainer.run()
     assert trainer.state.output["loss"] == 0.0 and trainer.state.output["loss_sl"] > 0.0
+    assert trainer.state.output["sl/grad_norm"] == 0.0
 
 
 def test_bad_precision_and_weights_fail_at_construction(tiny_dataset):

@@ -5,8 +5,9 @@ What a training run records (one run per output folder, resumed after a crash):
 - params: the settings of the resolved config (:func:`~pipeline.tracking.loggable_settings`) and derived
   values given explicitly (parameter count, interleaving schedule);
 - tags: the given tags (``mode``, ``manifest_digest`` in the bundle) and ``code_version``;
-- metrics: every scalar of the trainer's output (``loss``, ``loss_sl``, ``sl/l1`` ...) and ``lr_group_<i>``
-  every ``log_every`` iterations, and the evaluator's metrics at every validation (:class:`ValidationLogger`);
+- metrics: every scalar of the trainer's output (``loss``, ``loss_sl``, ``sl/l1``, ``sl/grad_norm`` ...) as its
+  mean over the last ``log_every`` iterations, and ``lr_group_<i>``, every ``log_every`` iterations; the
+  evaluator's metrics at every validation (:class:`ValidationLogger`);
 - artifacts: ``command.txt`` (the command line, overrides included), PNGs of fixed validation slices
   (``validation/iteration_NNNNNN.png``) and, at completion, the given files and folders;
 - a model (optional, at completion): the network as an MLflow model, registered as a version
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shlex
 import sys
 import time
@@ -94,8 +96,15 @@ class TrackingHandler:
         artifacts: files or folders (their files) logged when the trainer completes.
         model: logs (and registers) the trained network when the trainer completes, before the run ends
             (:class:`~pipeline.tracking.RegisterModel`); ``None``: no model is logged.
-        log_every: log the iteration metrics every this many iterations.
+        log_every: log the iteration metrics every this many iterations: each scalar of the trainer's output
+            as its mean over the iterations since the last log that reported it (so interleaved branches, e.g.
+            ``loss_sl`` on odd and ``loss_ssl`` on even iterations, are both logged whatever ``log_every``);
+            counters (``skipped_steps``) and the learning rates as their last value. A resumed run's first
+            window starts at the resumed iteration.
     """
+
+    #: Output scalars that count since the start (logged as their last value, not averaged).
+    CUMULATIVE = ("skipped_steps",)
 
     def __init__(
         self,
@@ -120,6 +129,7 @@ class TrackingHandler:
         self.model = model
         self.enabled = idist.get_rank() == 0  # one writer under DDP: rank 0
         self.trainer: Engine | None = None
+        self._window: dict[str, list[float]] = {}  # scalars of the iterations since the last log
 
     def attach(self, engine: Engine) -> None:
         """Track ``engine`` (the trainer): start/resume at ``STARTED``, end the run at ``COMPLETED``."""
@@ -127,6 +137,7 @@ class TrackingHandler:
         if not self.enabled:
             return
         engine.add_event_handler(Events.STARTED, self.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.accumulate)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.log_every), self.iteration_completed)
         engine.add_event_handler(Events.COMPLETED, self.completed)
 
@@ -148,9 +159,19 @@ class TrackingHandler:
         self.backend.log_artifact(command)
         logger.info(f"tracking run {self.backend.run_id} ({run_name}) with {type(self.backend).__name__}")
 
+    def accumulate(self, engine: Engine) -> None:
+        """Keep the scalars of this iteration's ``engine.state.output`` for the next log."""
+        for key, value in _scalars(engine.state.output).items():
+            self._window.setdefault(key, []).append(value)
+
     def iteration_completed(self, engine: Engine) -> None:
-        """Log the scalars of ``engine.state.output`` and the learning rate of each optimiser group."""
-        metrics = _scalars(engine.state.output)
+        """Log the window's scalars (means of their finite values; counters: last value) and the learning rate
+        of each optimiser group, then start a new window."""
+        metrics = {}
+        for key, values in self._window.items():
+            finite = [v for v in values if math.isfinite(v)]
+            metrics[key] = values[-1] if key in self.CUMULATIVE or not finite else sum(finite) / len(finite)
+        self._window = {}
         optimizer = getattr(engine, "optimizer", None)
         if optimizer is not None:
             metrics.update({f"lr_group_{i}": float(group["lr"]) for i, group in enumerate(optimizer.param_groups)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_training_and_validation_reach_any_backend(tmp_path):
     assert backend.payloads("params") == [{"mode": "jssl", "readout_crop": "False", "schedule": "sl,ssl"}]
     metrics = backend.payloads("metrics")
     assert [step for step, _ in metrics] == [2, 4, 4]  # every log_every iterations, then the validation
-    assert metrics[0][1] == {"loss": 2.0, "sl/l1": 0.5, "lr_group_0": 0.1}
+    assert metrics[0][1] == {"loss": 1.5, "sl/l1": 0.5, "lr_group_0": 0.1}  # means over iterations 1 and 2
     assert metrics[2][1] == {"val_ssim": 0.75, "val_psnr": 30.0}
     assert backend.payloads("artifact") == [("command.txt", None), ("iteration_000004.png", "validation"),
                                             ("model.pt", None)]
@@ -120,3 +121,22 @@ def test_invoked_command_names_the_module_not_its_path(monkeypatch):
     assert invoked_command(argv) == "python -m monai.bundle run --run_name 'a b'"
     main.__spec__ = None  # a script run as a file keeps its path as typed
     assert invoked_command(["train.py", "--x", "1"]) == "python train.py --x 1"
+
+
+def test_interleaved_branches_are_all_logged_as_window_means(tmp_path):
+    """JSSL alternates SL and SSL steps: with log_every = 2 a sampled output would only ever show one branch."""
+    backend = MemoryTracker()
+
+    def step(engine, batch):
+        branch = "sl" if batch % 2 else "ssl"
+        out = {"loss": float(batch), f"loss_{branch}": float(batch), "skipped_steps": float(batch > 4)}
+        return {**out, f"{branch}/grad_norm": float("nan")} if batch == 5 else out
+
+    trainer = Engine(step)
+    TrackingHandler(backend, tmp_path, log_every=2).attach(trainer)
+    trainer.run(list(range(1, 7)), max_epochs=1)
+    metrics = dict(backend.payloads("metrics"))
+    assert metrics[2] == {"loss": 1.5, "loss_sl": 1.0, "loss_ssl": 2.0, "skipped_steps": 0.0}
+    assert metrics[6] == {"loss": 5.5, "loss_sl": 5.0, "loss_ssl": 6.0, "skipped_steps": 1.0,
+                          "sl/grad_norm": metrics[6]["sl/grad_norm"]}
+    assert math.isnan(metrics[6]["sl/grad_norm"])  # no finite value in the window: the last one

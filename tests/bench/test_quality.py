@@ -104,6 +104,7 @@ def test_profile_defaults_scenarios_and_named_ablation_rows():
     cpu = PROFILES["cpu"]
     assert args.accelerations == [4, 8, 16] and args.seeds == [0, 1, 2] and args.iterations == cpu.iterations
     assert args.network_size == cpu.network_size and args.val_interval == cpu.iterations // cpu.val_points
+    assert args.batch_size == cpu.batch_size and quality.parse_args([]).batch_size == 2
     assert args.scenarios == list(SCENARIOS) and args.ablation == list(ABLATIONS)
     one = quality.parse_args(["--profile", "cpu", "--ablation", "q_0.2"])
     assert one.scenarios == [] and one.ablation == ["q_0.2"]
@@ -290,3 +291,16 @@ def test_the_reproduce_command_parses_back_to_the_same_runs(argv):
 def test_reports_name_the_network_the_runs_trained():
     assert methods.network_label({"network_size": "tiny", "overrides": {}}) == "tiny E2E-VarNet"
     assert methods.network_label({"network_size": "tiny", "overrides": {"network": "vsharp"}}) == "tiny vSHARP"
+
+
+def test_a_profile_sets_its_batch_size_and_the_option_wins(monkeypatch):
+    import dataclasses
+
+    from pipeline.bench.quality import cli
+    from pipeline.bench.quality.profiles import PROFILES
+
+    monkeypatch.setitem(cli.PROFILES, "cpu", dataclasses.replace(PROFILES["cpu"], batch_size=3))
+    assert quality.parse_args(["--profile", "cpu"]).batch_size == 3
+    assert quality.parse_args(["--profile", "cpu", "--batch-size", "1"]).batch_size == 1
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--batch-size", "0"])

@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="validate (and keep the best checkpoint by val SSIM) every this many iterations; "
                              "default: once, at the end (the exported weights are the final ones)")
     parser.add_argument("--network-size", default=None, help="network preset (default demo; --quick: tiny)")
-    parser.add_argument("--batch-size", type=int, default=2, help="training batch size")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="training batch size (default: the profile's, else 2)")
     parser.add_argument("--readout-crop", type=_bool, default=True,
                         help="halve the 2x-oversampled readout (2x faster, same metrics region)")
     parser.add_argument("--mask-type", default="equispaced",
@@ -179,6 +180,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.seeds = args.seeds or list(profile.seeds)
         args.iterations = args.iterations or profile.iterations
         args.network_size = args.network_size or profile.network_size
+        args.batch_size = profile.batch_size if args.batch_size is None else args.batch_size
         args.val_interval = args.val_interval or max(1, args.iterations // profile.val_points)
         named_rows = args.ablation is not None and args.ablation not in (["all"], ["none"])
         # naming ablation rows runs only them; otherwise every scenario's table
@@ -196,6 +198,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.seeds = args.seeds or list(DEFAULT_SEEDS)
     args.iterations = args.iterations or DEFAULT_ITERATIONS
     args.network_size = args.network_size or "demo"
+    args.batch_size = 2 if args.batch_size is None else args.batch_size
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
     for acc in args.accelerations:
         if acc not in CENTER_FRACTIONS:
             parser.error(f"--accelerations: {acc} not supported; choose from {sorted(CENTER_FRACTIONS)}")

@@ -69,7 +69,7 @@ class JSSLTrainer(SupervisedTrainer):
 
     The iteration output (``engine.state.output``) is a dict of floats: ``loss`` (weighted, of this
     step), ``loss_<branch>`` and ``<branch>/<term>`` for every loss term, ``<branch>/grad_norm`` (the global
-    gradient norm before clipping; NaN for a skipped step), and ``skipped_steps`` (non-finite steps skipped so
+    gradient norm before clipping; NaN or inf for a skipped step), and ``skipped_steps`` (non-finite steps skipped so
     far), ready for the stats and MLflow handlers.
     """
 

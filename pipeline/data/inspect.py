@@ -83,9 +83,13 @@ def _print(summary: dict[str, Any]) -> None:
         print(f"  {label:<16}{_counts([v for v, n in summary[key].items() for _ in range(n)]) or '-'}")
     fraction = summary["acquired_fraction"]
     if fraction is not None:
-        masked = [layout for layout in summary["masks"] if layout != "none"]
-        source = ("the stored masks" if masked and "none" not in summary["masks"] else
-                  "the acquirable band" if not masked else "the stored masks, or the acquirable band without one")
+        layouts = set(summary["masks"])
+        if "none" not in layouts:
+            source = "the stored masks"
+        elif layouts == {"none"}:
+            source = "the acquirable band"
+        else:
+            source = "the stored masks, or the acquirable band without one"
         print(f"  {'acquired':<16}{fraction['mean']:.3f} of phase-encode columns, by {source} "
               f"(min {fraction['min']:.3f}, max {fraction['max']:.3f})")
     for i, group in enumerate(summary["groups"]):

@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the MONAI bundle folder whose configs train and score every method")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="folder for the per-run bundle outputs (checkpoints, MLflow, weights); default "
-                             "runs/bench_quality, or a temporary folder with --quick")
+                             "runs/bench_quality (runs/bench_quality_<profile> with --profile), or a temporary folder "
+                             "with --quick")
     parser.add_argument("--manifest", type=Path, default=Path("data_manifests") / "demo.json",
                         help="MONAI datalist; its data are generated (demo preset) when missing")
     parser.add_argument("--quick", action="store_true",
@@ -180,6 +181,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.seeds = args.seeds or list(profile.seeds)
         args.iterations = args.iterations or profile.iterations
         args.network_size = args.network_size or profile.network_size
+        args.work_dir = args.work_dir or Path("runs") / f"bench_quality_{profile.name}"
         args.batch_size = profile.batch_size if args.batch_size is None else args.batch_size
         args.val_interval = args.val_interval or max(1, args.iterations // profile.val_points)
         named_rows = args.ablation is not None and args.ablation not in (["all"], ["none"])
@@ -346,7 +348,7 @@ def process_commands(args: argparse.Namespace, bundle: Path) -> list[tuple[str, 
     the same run folder. Every process gets the parent's settings explicitly (the same run digests) and its
     own ``--out`` under ``<work-dir>/reports/``.
     """
-    work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{args.profile}").resolve()
+    work_root = Path(args.work_dir).resolve()
     common = [
         "--profile", args.profile, "--bundle", str(bundle), "--work-dir", str(work_root),
         "--data-dir", str(Path(args.data_dir).resolve()), "--accelerations", *map(str, args.accelerations),
@@ -407,6 +409,21 @@ def _run_processes(commands: Sequence[tuple[str, list[str]]], jobs: int, log_dir
     return failed
 
 
+def _jobs_main(args: argparse.Namespace, bundle: Path) -> int:
+    """``--profile --jobs N``: the scenarios' data simulated once, the processes of :func:`process_commands` run
+    ``N`` at a time, then the combined report from their runs; 1 when a process failed, else 0."""
+    wall_start = time.perf_counter()
+    profile = PROFILES[args.profile]
+    for name in dict.fromkeys([*args.scenarios, *(["abdomen"] if args.ablation else [])]):
+        scenario_manifest(args.data_dir, profile.presets[name])
+    failed = _run_processes(process_commands(args, bundle), args.jobs, Path(args.work_dir).resolve() / "logs")
+    for line in failed:
+        logger.error(f"process failed: {line}; its runs are left out of the report")
+    args.report_only, args.fresh = True, False
+    _profile_main(args, bundle, wall_start)
+    return 1 if failed else 0
+
+
 def _profile_main(args: argparse.Namespace, bundle: Path, wall_start: float | None = None) -> int:
     """``--profile``: every scenario's table, the ablation rows, learning curves and one figure per scenario.
 
@@ -417,7 +434,7 @@ def _profile_main(args: argparse.Namespace, bundle: Path, wall_start: float | No
     """
     profile = PROFILES[args.profile]
     wall_start = time.perf_counter() if wall_start is None else wall_start
-    work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{profile.name}").resolve()
+    work_root = Path(args.work_dir).resolve()
     base: dict[str, Any] = {
         "bundle": str(bundle), "iterations": args.iterations, "val_interval": args.val_interval,
         "network_size": args.network_size, "batch_size": args.batch_size, "readout_crop": args.readout_crop,
@@ -523,18 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.profile is not None and args.jobs > 1:
-        wall_start = time.perf_counter()
-        profile = PROFILES[args.profile]
-        for name in dict.fromkeys([*args.scenarios, *(["abdomen"] if args.ablation else [])]):  # simulated once, first
-            scenario_manifest(args.data_dir, profile.presets[name])
-        commands = process_commands(args, bundle)
-        work_root = Path(args.work_dir or Path("runs") / f"bench_quality_{args.profile}").resolve()
-        failed = _run_processes(commands, args.jobs, work_root / "logs")
-        for line in failed:
-            logger.error(f"process failed: {line}; its runs are left out of the report")
-        args.report_only, args.fresh, args.work_dir = True, False, work_root
-        _profile_main(args, bundle, wall_start)
-        return 1 if failed else 0
+        return _jobs_main(args, bundle)
     if args.profile is not None:
         return _profile_main(args, bundle)
 

@@ -218,16 +218,9 @@ def test_checkpointing_gives_identical_gradients(monkeypatch):
         torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.slow
-def test_compiled_unets_match_eager_and_compile_once():
-    """``compile_unets``: same outputs and gradients as eager; the cascades' U-Nets share one compiled graph.
-
-    Only the cascades are compiled here: the sensitivity U-Net (whose input needs no gradient) is a second
-    graph and would double the test's compile time (155 s for both on the shared 2-core machine).
-    """
+def compiled_unets_match_eager_and_compile_once() -> None:
     import torch._dynamo
 
-    torch._dynamo.reset()
     torch.manual_seed(0)
     eager = VarNet(**SMALL).train()
     compiled = VarNet(**SMALL).train()
@@ -247,7 +240,18 @@ def test_compiled_unets_match_eager_and_compile_once():
     assert compile_unets(eager, enable=False) is eager and eager._compiled_call_impl is None
 
 
-def test_bundle_compile_setting_compiles_every_unet_only():
+@pytest.mark.slow
+def test_compiled_unets_match_eager_and_compile_once(fresh_process):
+    """``compile_unets``: same outputs and gradients as eager; the cascades' U-Nets share one compiled graph.
+
+    Only the cascades are compiled here: the sensitivity U-Net (whose input needs no gradient) is a second
+    graph and would double the test's compile time (155 s for both on the shared 2-core machine). In a fresh
+    process, as every ``torch.compile`` of the tests (see ``tests/conftest.py``).
+    """
+    fresh_process(compiled_unets_match_eager_and_compile_once)
+
+
+def compiled_modules_of_the_bundle_model() -> set[str]:
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -255,7 +259,11 @@ def test_bundle_compile_setting_compiles_every_unet_only():
     assert parser["compile"] is False  # default off
     parser["network_size"], parser["compile"] = "tiny", True
     model = parser.get_parsed_content("model")
-    compiled = {name for name, m in model.named_modules() if m._compiled_call_impl is not None}
+    return {name for name, m in model.named_modules() if m._compiled_call_impl is not None}
+
+
+def test_bundle_compile_setting_compiles_every_unet_only(fresh_process):
+    compiled = fresh_process(compiled_modules_of_the_bundle_model)
     assert compiled == {"sens_net.norm_unet", "cascades.0.regulariser", "cascades.1.regulariser"}
 
 

@@ -125,30 +125,39 @@ def num_params(net: torch.nn.Module) -> float:
     return sum(p.numel() for p in net.parameters()) / 1e6
 
 
-def _cpu_model() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of Linux's ``/proc/cpuinfo`` (``None`` elsewhere)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_bf16() -> list[str] | None:
+    """The CPU's bfloat16 hardware among Intel AMX tiles (``amx_bf16``) and AVX-512 BF16 (Linux only)."""
+    flags = _cpuinfo("flags")
+    return None if flags is None else sorted({"amx_bf16", "avx512_bf16"} & set(flags.split()))
 
 
 def machine_info() -> dict[str, Any]:
     """The facts recorded next to every benchmark's numbers.
 
     Returns:
-        ``cpu`` (model name), ``cpu_count``, ``cpus_usable`` (this process's affinity), ``torch_threads``,
-        ``python``, ``platform``, library versions (``torch``, ``monai``, ``ignite``, ``numpy``, ``sigpy``,
-        ``None`` when not installed), ``gpu`` (CUDA device name or ``None``), ``date`` and, where the OS
+        ``cpu`` (model name), ``cpu_bf16`` (its bfloat16 units: ``amx_bf16``, ``avx512_bf16``; ``None`` off
+        Linux), ``cpu_count``, ``cpus_usable`` (this process's affinity), ``torch_threads``, ``python``,
+        ``platform``, library versions (``torch``, ``monai``, ``ignite``, ``numpy``, ``sigpy``, ``None`` when
+        not installed), ``gpu`` (CUDA device name or ``None``), ``date`` and, where the OS
         has it, ``load_average_at_start`` (1, 5, 15 min).
     """
     import ignite
     import monai
 
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": _cpuinfo("model name") or platform.processor() or platform.machine(),
+        "cpu_bf16": _cpu_bf16(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

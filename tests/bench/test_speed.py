@@ -116,10 +116,14 @@ def test_inference_with_weights_trained_at_a_size_is_timed_and_scored(tiny_datas
     row = _on_test_slice(Path("bundles/jssl_varnet"), tiny_dataset, weights, "tiny", 1, "tiny-preset")
     assert row["weights"].startswith("trained") and row["net_s"] > 0 and row["cs_s"] > 0
     assert 0 < row["ssim_net"] <= 1 and 0 < row["ssim_cs"] <= 1 and 0 < row["ssim_zero_filled"] <= 1
+    bf16 = row["bf16"]
+    assert bf16["net_s"] > 0 and 0 < bf16["ssim_net"] <= 1 and bf16["ratio"] == pytest.approx(bf16["timing"]["ratio"])
     rows = summarise({"meta": {}, "inference": {"fastmri_trained": row}})
-    (timing,) = [r for r in rows if r["measurement"].startswith("inference per slice")]
-    (quality,) = [r for r in rows if r["measurement"].startswith("SSIM on that test slice")]
-    assert timing["target"].startswith("<= 0.05") and timing["met"] in ("yes", "**no**")
-    fast_and_good = row["ratio"] <= 0.05 and row["ssim_net"] >= row["ssim_cs"]
-    assert (timing["met"] == "yes") == fast_and_good
-    assert quality["target"] == ">= CS"
+    timings = [r for r in rows if r["measurement"].startswith("inference per slice")]
+    qualities = [r for r in rows if r["measurement"].startswith("SSIM on that test slice")]
+    assert [("bf16" in r["measurement"]) for r in timings + qualities] == [False, True, False, True]
+    for variant, timing, quality in zip((row, {**row, **bf16}), timings, qualities):
+        assert timing["target"].startswith("<= 0.05") and timing["met"] in ("yes", "**no**")
+        fast_and_good = variant["ratio"] <= 0.05 and variant["ssim_net"] >= variant["ssim_cs"]
+        assert (timing["met"] == "yes") == fast_and_good
+        assert quality["target"] == ">= CS" and quality["ours"] == f"{variant['ssim_net']:.4f}"

@@ -2,7 +2,9 @@
 
 At demo size on a real demo test slice (through the bundle's validation transforms; SSIM of both when the
 bundle has trained weights ``models/model.pt``); at fastMRI size on a synthetic slice with random weights (one
-run each) and, given weights trained at that size, on a test slice of their manifest with SSIM.
+run each) and, given weights trained at that size, on a test slice of their manifest with SSIM. On a test slice
+the network also runs under bf16 autocast (the bundle's ``precision: bf16``; the U-Nets in bfloat16, k-space,
+FFTs and data consistency in float32), timed round-robin with the float32 network and CS.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import torch
 
 from pipeline.bench.bundle import train_parser
-from pipeline.bench.common import num_params, paired, timed
+from pipeline.bench.common import interleaved, num_params, ratio_stats, timed
 from pipeline.bench.speed.synthetic import FASTMRI_SHAPE, synthetic_slice
 
 __all__ = ["bench_inference"]
@@ -43,7 +45,7 @@ def _on_test_slice(
     volume maximum), the network's only with trained weights.
     """
     from pipeline.baselines import l1_wavelet, zero_filled
-    from pipeline.engines.batching import data_range, network_inputs, recon_size
+    from pipeline.engines.batching import autocast_context, data_range, network_inputs, recon_size
     from pipeline.handlers.checkpoint import load_weights
     from pipeline.keys import Keys
     from pipeline.metrics import ssim
@@ -60,14 +62,15 @@ def _on_test_slice(
         load_weights(net, weights)
     out: dict[str, torch.Tensor] = {}
 
-    def run_net() -> None:
-        with torch.inference_mode():
-            out["net"] = center_crop(net(kspace, mask, nlf).image, recon)[0]
+    def run_net(precision: str) -> None:
+        with torch.inference_mode(), autocast_context(cpu, precision):
+            out[precision] = center_crop(net(kspace, mask, nlf).image, recon)[0]
 
     def run_cs() -> None:
         out["cs"] = l1_wavelet(kspace[0], mask[0], recon)
 
-    timing = paired(run_net, run_cs, repeats)
+    times = interleaved({"fp32": lambda: run_net("fp32"), "bf16": lambda: run_net("bf16"), "cs": run_cs}, repeats)
+    timing, timing_bf16 = ratio_stats(times["fp32"], times["cs"]), ratio_stats(times["bf16"], times["cs"])
     coils, h, w = kspace.shape[1:4]
     row: dict[str, Any] = {
         "input": f"{label} test slice, {coils} coils {h}x{w} (recon {recon[0]}x{recon[1]}), "
@@ -77,15 +80,17 @@ def _on_test_slice(
         "cs_s": timing["b_s"],
         "ratio": timing["ratio"],
         "timing": timing,
+        "bf16": {"net_s": timing_bf16["a_s"], "ratio": timing_bf16["ratio"], "timing": timing_bf16},
     }
     if Keys.TARGET in batch:
         gt = batch[Keys.TARGET][0]
         vmax = float(data_range(batch, cpu)[0])
         row["ssim_cs"] = ssim(gt, out["cs"][None], vmax)
         row["ssim_zero_filled"] = ssim(gt, zero_filled(kspace[0], mask[0], recon)[None], vmax)
-        row["ssim_net"] = ssim(gt, out["net"][None], vmax) if trained else None
-    print(f"  inference {label}: net {row['net_s']:.3f} s, CS {row['cs_s']:.2f} s, ratio {row['ratio']:.3f}",
-          flush=True)
+        row["ssim_net"] = ssim(gt, out["fp32"][None], vmax) if trained else None
+        row["bf16"]["ssim_net"] = ssim(gt, out["bf16"][None], vmax) if trained else None
+    print(f"  inference {label}: net {row['net_s']:.3f} s (bf16 {row['bf16']['net_s']:.3f} s), CS {row['cs_s']:.2f} s, "
+          f"ratio {row['ratio']:.3f} (bf16 {row['bf16']['ratio']:.3f})", flush=True)
     return row
 
 
@@ -131,8 +136,8 @@ def bench_inference(
             ``fastmri`` simulator preset), timed and scored against CS on a test slice of that manifest.
 
     Returns:
-        ``{"demo": {"net_s", "cs_s", "ratio", "ssim_*", ...}}`` plus ``"fastmri"`` and ``"fastmri_trained"``
-        when asked.
+        ``{"demo": {"net_s", "cs_s", "ratio", "ssim_*", "bf16": {"net_s", "ratio", "ssim_net"}, ...}}`` plus
+        ``"fastmri"`` and ``"fastmri_trained"`` (same keys as ``"demo"``) when asked.
     """
     weights = Path(bundle) / "models" / "model.pt"
     results = {"demo": _on_test_slice(bundle, manifest, weights if weights.is_file() else None, "demo", repeats,

@@ -30,8 +30,11 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     shares = report["profile"][0]["shares"]
     assert abs(sum(shares.values()) - 1.0) < 1e-6 and shares["convolutions (forward + backward)"] > 0
     peers = report["peers"][0]
-    assert {"forward", "train"} <= set(peers), peers
-    assert {(p["ours"], p["peer"]) for p in peers["train"]["pairs"]} >= {("ours, sens 8", "MONAI VarNet, sens 8")}
+    assert {"forward", "train", "train_bf16"} <= set(peers), peers
+    for phase in ("train", "train_bf16"):
+        assert {(p["ours"], p["peer"]) for p in peers[phase]["pairs"]} >= {("ours, sens 8", "MONAI VarNet, sens 8")}
+    bf16_rows = [r for r in report["summary"] if r["measurement"].startswith("train (bf16 autocast): ")]
+    assert bf16_rows and all(r["target"] == "informative" for r in bf16_rows)
     # DIRECT is a benchmark-only install: either it was timed or the report says why it was skipped
     assert "DIRECT E2E-VarNet, sens 16" in peers["params_M"] or "DIRECT E2E-VarNet, sens 16" in peers["skipped"]
     assert "ratio" in report["inference"]["demo"]
@@ -53,6 +56,25 @@ def test_memory_part_runs_each_configuration_as_configured() -> None:
         assert mem[label]["params_M"] > 0 and mem[label]["activation_GiB"] >= 0
     rows = [r for r in summarise({"meta": {}, "memory": mem}) if "peak activation memory" in r["measurement"]]
     assert len(rows) == 3 and all("tiny net, 1 cascades" in r["measurement"] for r in rows)
+
+
+def test_peer_steps_train_in_float32_and_under_bf16_autocast() -> None:
+    from pipeline.bench.speed.peers import Contender, _steps
+
+    net = torch.nn.Linear(4, 4)
+    autocast: list[bool] = []
+
+    def image() -> torch.Tensor:
+        autocast.append(torch.is_autocast_enabled("cpu"))
+        return net(torch.ones(1, 4)).float()
+
+    steps = _steps(Contender([net], image), torch.zeros(1, 4))
+    before = net.weight.detach().clone()
+    steps["train"]()
+    steps["train_bf16"]()
+    steps["forward"]()
+    assert autocast == [False, True, False]
+    assert not torch.equal(net.weight, before) and net.training is False
 
 
 def test_paired_interleaves_and_reports_ratio() -> None:

@@ -1,9 +1,11 @@
 """This package's networks against their peers at matched maths: DIRECT's E2E-VarNet and vSHARP, MONAI's VarNet.
 
 One fresh process per input size (``python -m pipeline.bench.speed --peer-worker SPEC``) builds every
-contender, then times the forward pass (eval, no gradients) and the training step (forward + L1 on the
-RSS image + backward + Adam) of all of them round-robin, the order rotated every repetition
-(:func:`pipeline.bench.common.interleaved`). Each pair's figure is the median of its per-repetition ratios.
+contender, then times the forward pass (eval, no gradients), the training step (forward + L1 on the
+RSS image + backward + Adam) and, at the two small sizes, the training step under bf16 autocast (every
+contender alike; fast on CPUs with bf16 matrix units such as AMX) of all of them round-robin, the order
+rotated every repetition (:func:`pipeline.bench.common.interleaved`). Each pair's figure is the median of its
+per-repetition ratios.
 
 Contenders (batch 1, float32, synthetic 4x equispaced k-space with 8% ACS):
 
@@ -34,19 +36,21 @@ from torch import Tensor, nn
 from pipeline.bench.common import interleaved, num_params, ratio_stats
 from pipeline.bench.speed.synthetic import synthetic_slice
 
-__all__ = ["OURS_DEFAULT", "PAIRS", "PEER_SIZES", "QUICK_SIZE", "VARNET_CONFIG", "bench_peers", "peer_worker"]
+__all__ = ["OURS_DEFAULT", "PAIRS", "PEER_SIZES", "PHASES", "QUICK_SIZE", "VARNET_CONFIG", "bench_peers", "peer_worker"]
 
 #: The matched E2E-VarNet: the JSSL paper's (6 cascades of 16-channel U-Nets), 4 poolings everywhere.
 VARNET_CONFIG: dict[str, int] = {"num_cascades": 6, "chans": 16, "pools": 4, "sens_pools": 4}
+#: Timed phases: key -> what the report calls it.
+PHASES = {"forward": "forward", "train": "train", "train_bf16": "train (bf16 autocast)"}
 #: Input sizes: label -> ``(coils, H, W)``, phases timed, the vSHARP case of ``parity.TIMING_CASES`` (or None).
 PEER_SIZES: dict[str, tuple[tuple[int, int, int], tuple[str, ...], str | None]] = {
-    "8 coils 128x128": ((8, 128, 128), ("forward", "train"), "paper size, 8 coils 128x128"),
-    "demo, 8 coils 256x136": ((8, 256, 136), ("forward", "train"), "demo size, 8 coils 256x136"),
+    "8 coils 128x128": ((8, 128, 128), ("forward", "train", "train_bf16"), "paper size, 8 coils 128x128"),
+    "demo, 8 coils 256x136": ((8, 256, 136), ("forward", "train", "train_bf16"), "demo size, 8 coils 256x136"),
     "fastMRI, 15 coils 640x368": ((15, 640, 368), ("forward",), None),
 }
 #: ``--quick``: a smoke-test size (and a 2-cascade, 8-channel network) that runs in seconds.
 QUICK_SIZE: dict[str, tuple[tuple[int, int, int], tuple[str, ...], str | None]] = {
-    "quick, 4 coils 64x64": ((4, 64, 64), ("forward", "train"), "quick"),
+    "quick, 4 coils 64x64": ((4, 64, 64), ("forward", "train", "train_bf16"), "quick"),
 }
 _QUICK_VARNET = {"num_cascades": 2, "chans": 8, "pools": 4, "sens_pools": 4}
 _QUICK_VSHARP = {"num_steps": 2, "num_steps_dc_gd": 2, "chans": 8, "pools": 2, "sens_chans": 4, "sens_pools": 2,
@@ -178,7 +182,8 @@ def build_contenders(
 
 
 def _steps(contender: Contender, target: Tensor) -> dict[str, Callable[[], None]]:
-    """``{"forward": eval forward without gradients, "train": L1 on the image + backward + Adam}``."""
+    """``{"forward": eval forward without gradients, "train": L1 on the image + backward + Adam, "train_bf16": the
+    same step with the forward pass under bf16 autocast}``."""
     params = [p for m in contender.modules for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=1e-4)
 
@@ -195,7 +200,11 @@ def _steps(contender: Contender, target: Tensor) -> dict[str, Callable[[], None]
         (contender.image() - target).abs().mean().backward()
         opt.step()
 
-    return {"forward": forward, "train": train}
+    def train_bf16() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            train()
+
+    return {"forward": forward, "train": train, "train_bf16": train_bf16}
 
 
 def peer_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -254,7 +263,7 @@ def bench_peers(labels: Sequence[str], repeats: int, quick: bool, timeout: int) 
         row = run_worker("--peer-worker", {"label": label, "repeats": n, "quick": quick}, timeout)
         row.setdefault("label", label)
         rows.append(row)
-        for phase in ("forward", "train"):
+        for phase in PHASES:
             for pair in row.get(phase, {}).get("pairs", []):
                 print(f"  {label} {phase}: {pair['ours']} / {pair['peer']} = {pair['ratio']:.3f}", flush=True)
         if row.get("skipped"):

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.bench.speed.peers import PHASES
+
 __all__ = ["NOTES", "TARGETS", "peer_table", "plot", "summarise", "to_markdown"]
 
 NOTES = [
@@ -86,13 +88,13 @@ def _peer_rows(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         params = size["params_M"]
         fastmri = size["label"].startswith("fastMRI")
-        for phase in ("forward", "train"):
+        for phase, phase_name in PHASES.items():
             if phase not in size:
                 continue
             for pair in size[phase]["pairs"]:
                 gated = phase == "train" and not fastmri
                 rows.append(_row(
-                    f"{phase}: {pair['ours']} vs {pair['peer']}, {size['input']} "
+                    f"{phase_name}: {pair['ours']} vs {pair['peer']}, {size['input']} "
                     f"({params[pair['ours']]:.2f} M vs {params[pair['peer']]:.2f} M params)",
                     f"{pair['a_s']:.3f} s", f"{pair['b_s']:.3f} s", pair["ratio"],
                     TARGETS["peer_train"] if gated else "informative",
@@ -123,7 +125,7 @@ def peer_table(sizes: list[dict[str, Any]]) -> str:
     lines = ["| size | phase | " + " | ".join(f"{n} ({_params(sizes, n)})" for n in names) + " | fastest |",
              "|---|---|" + "---:|" * len(names) + "---|"]
     for size in sizes:
-        for phase in ("forward", "train"):
+        for phase, phase_name in PHASES.items():
             if phase not in size:
                 continue
             med = size[phase]["median_s"]
@@ -133,7 +135,7 @@ def peer_table(sizes: list[dict[str, Any]]) -> str:
             lead = order[0]
             if len(order) > 1:
                 lead += f", {med[order[1]] / med[order[0]]:.2f}x ahead of {order[1]}"
-            lines.append(f"| {size['input']} | {phase} | " + " | ".join(cells) + f" | {lead} |")
+            lines.append(f"| {size['input']} | {phase_name} | " + " | ".join(cells) + f" | {lead} |")
     return "\n".join(lines)
 
 
@@ -282,10 +284,10 @@ def _bars(report: dict[str, Any]) -> list[tuple[str, float, float | None]]:
             bars.append(("engine / bare step", eng["overhead"]["ratio"], 1.10))
         bars.append(("data-wait fraction", eng["data_wait"]["wait_fraction"], 0.02))
     for size in report.get("peers", []):
-        for phase in ("forward", "train"):
+        for phase, phase_name in PHASES.items():
             for pair in size.get(phase, {}).get("pairs", []):
                 gated = phase == "train" and not size["label"].startswith("fastMRI")
-                bars.append((f"{pair['ours']} / {pair['peer']}\n{phase}, {size['label']}", pair["ratio"],
+                bars.append((f"{pair['ours']} / {pair['peer']}\n{phase_name}, {size['label']}", pair["ratio"],
                              1 / 1.5 if gated else None))
     for key, target in (("demo", 1.0), ("fastmri", 1.0), ("fastmri_trained", 0.05)):
         inference = report.get("inference", {}).get(key)

@@ -22,7 +22,7 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "speed.json").read_text())
     for key in ("meta", "engine", "profile", "peers", "inference", "memory", "gpu", "summary"):
         assert key in report, key
-    for key in ("cpu", "cpu_count", "torch", "monai", "torch_threads"):
+    for key in ("cpu", "cpu_bf16", "cpu_count", "torch", "monai", "torch_threads"):
         assert key in report["meta"], key
     assert report["meta"]["quick"] is True
     assert {"ratio", "engine_s", "bare_s"} <= set(report["engine"]["overhead"])

@@ -193,18 +193,16 @@ def _steps(contender: Contender, target: Tensor) -> dict[str, Callable[[], None]
         with torch.no_grad():
             contender.image()
 
-    def train() -> None:
+    def train(bf16: bool = False) -> None:
         for m in contender.modules:
             m.train()
         opt.zero_grad(set_to_none=True)
-        (contender.image() - target).abs().mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = (contender.image() - target).abs().mean()
+        loss.backward()
         opt.step()
 
-    def train_bf16() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            train()
-
-    return {"forward": forward, "train": train, "train_bf16": train_bf16}
+    return {"forward": forward, "train": train, "train_bf16": lambda: train(bf16=True)}
 
 
 def peer_worker(spec: dict[str, Any]) -> dict[str, Any]:
